@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# ngx_shinsei: one script for the whole life of a checkout.
+#
+#   ./build.sh deps     install what is missing (Debian 12, as root)
+#   ./build.sh build    build the module, plain and ASan+UBSan
+#   ./build.sh run      start PostgreSQL, nginx and the stand-ins with demo
+#                       data on loopback; Ctrl-C stops them
+#   ./build.sh test     run the whole suite against both builds
+#   ./build.sh bench    benchmark the catalogue page against a static file
+#   ./build.sh migrate  apply sql/NNN_*.sql to $PGDATABASE (used by the above)
+#
+# Ports and paths are environment variables; see README.md.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$TOP"
+
+BUILD=${SHINSEI_BUILD:-$TOP/build}
+VAR=${SHINSEI_VAR:-$TOP/var}
+PGBIN=${SHINSEI_PGBIN:-/usr/lib/postgresql/15/bin}
+
+PACKAGES=(
+    build-essential nginx nginx-dev libpq-dev libcurl4-openssl-dev
+    libcjson-dev libxml2-dev libssl-dev postgresql postgresql-client
+    python3-aiosmtpd perl wrk curl ca-certificates procps iproute2
+)
+
+log() { printf '%s\n' "build.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+
+# --- deps -----------------------------------------------------------------
+
+cmd_deps() {
+    local missing=()
+    local p
+    for p in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+                | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    [ "$(id -u)" = 0 ] || die "missing packages (${missing[*]}); run as root"
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts its own cluster on 5432; the project runs its own.
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
+}
+
+
+# --- build ----------------------------------------------------------------
+
+# configure_tree DIR EXTRA_CFLAGS EXTRA_LDFLAGS
+configure_tree() {
+    local dir=$1 cflags=$2 ldflags=$3
+    local stamp="$dir/.shinsei-configured"
+    local want="$cflags|$ldflags|$(stat -c %Y "$TOP/config")"
+
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    cp -a /usr/share/nginx/src "$dir"
+    (
+        cd "$dir"
+        # shellcheck disable=SC1091
+        source ./conf_flags
+        # Debian's own flags keep the module binary-compatible with
+        # Debian's nginx; only compiler and linker options are added.
+        ./configure "${NGX_CONF_FLAGS[@]}" \
+            --with-cc-opt="-g -O2 -fPIC -fstack-protector-strong $cflags" \
+            --with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC $ldflags" \
+            --add-dynamic-module="$TOP" >"$dir/configure.log" 2>&1
+    ) || { tail -20 "$dir/configure.log" >&2; die "configure failed"; }
+    echo "$want" >"$stamp"
+}
+
+cmd_build() {
+    cmd_deps
+    configure_tree "$BUILD/nginx" "" ""
+    make -s -C "$BUILD/nginx" -f objs/Makefile modules
+    configure_tree "$BUILD/nginx-asan" \
+        "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+        "-fsanitize=address,undefined"
+    make -s -C "$BUILD/nginx-asan" -f objs/Makefile modules
+    log "built $BUILD/nginx/objs/ngx_shinsei_module.so"
+    log "built $BUILD/nginx-asan/objs/ngx_shinsei_module.so (ASan+UBSan)"
+}
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+# as_postgres CMD...: initdb refuses root, so the cluster runs as postgres
+as_postgres() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_up DIR PORT: a cluster in DIR listening on 127.0.0.1:PORT and on a
+# socket in DIR, with the role "shinsei" and its database "shinsei"
+# migrated.  Made the first time, started every time.
+cmd_pg_up() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres:postgres "$dir"
+    fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        as_postgres "$PGBIN/initdb" -D "$dir/data" -U postgres \
+            --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+            || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+    fi
+    if ! as_postgres "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1
+    then
+        as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+            -o "-k $dir -p $port -c listen_addresses=127.0.0.1 ${SHINSEI_PG_OPTS:-}" \
+            start >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+    fi
+    local psql=(psql -X -q -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1)
+    if [ -z "$("${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'shinsei'")" ]; then
+        "${psql[@]}" -c "CREATE ROLE shinsei LOGIN"
+    fi
+    if [ -z "$("${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'shinsei'")" ]; then
+        "${psql[@]}" -c "CREATE DATABASE shinsei OWNER shinsei"
+    fi
+    PGHOST=$dir PGPORT=$port PGUSER=shinsei PGDATABASE=shinsei cmd_migrate
+}
+
+cmd_pg_down() {
+    local dir=$1
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
+
+# migrate: apply each sql/NNN_name.sql not yet recorded, in order, each
+# in one transaction with its record (PG* variables name the database).
+cmd_migrate() {
+    local f v psql=(psql -X -q -v ON_ERROR_STOP=1)
+    "${psql[@]}" -c "CREATE TABLE IF NOT EXISTS schema_migrations (
+        version text PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now())"
+    for f in "$TOP"/sql/[0-9][0-9][0-9]_*.sql; do
+        v=$(basename "$f" .sql)
+        if [ -n "$("${psql[@]}" -tA -v v="$v" <<<"SELECT 1 FROM schema_migrations WHERE version = :'v';")" ]; then
+            continue
+        fi
+        { cat "$f"; echo; echo "INSERT INTO schema_migrations (version) VALUES (:'v');"; } \
+            | "${psql[@]}" -1 -v v="$v" -f - || die "migration $v failed"
+        log "applied $v"
+    done
+}
+
+
+case "${1:-}" in
+    deps)    cmd_deps ;;
+    build)   cmd_build ;;
+    migrate) cmd_migrate ;;
+    pg-up)   shift; cmd_pg_up "$@" ;;
+    pg-down) shift; cmd_pg_down "$@" ;;
+    *)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

@@ -1,0 +1,110 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ */
+
+
+#ifndef _NGX_SHINSEI_COMMON_H_INCLUDED_
+#define _NGX_SHINSEI_COMMON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+
+
+#define NGX_SHINSEI_APP_NONE          0
+#define NGX_SHINSEI_APP_CITIZEN       1
+#define NGX_SHINSEI_APP_ERROR         2
+
+
+typedef struct ngx_shinsei_tmpl_set_s   ngx_shinsei_tmpl_set_t;
+typedef struct ngx_shinsei_route_s      ngx_shinsei_route_t;
+typedef struct ngx_shinsei_ctx_s        ngx_shinsei_ctx_t;
+typedef struct ngx_shinsei_tenant_s     ngx_shinsei_tenant_t;
+
+
+typedef struct {
+    ngx_str_t                  conninfo;
+    ngx_uint_t                 pool_size;
+    ngx_uint_t                 queue_size;
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 query_timeout;
+    ngx_msec_t                 queue_timeout;
+} ngx_shinsei_db_conf_t;
+
+
+typedef struct {
+    ngx_shinsei_db_conf_t      db;
+    ngx_str_t                  templates_path;
+    ngx_shinsei_tmpl_set_t    *templates;
+    time_t                     session_idle;
+    time_t                     session_absolute;
+    ngx_array_t                tenants;      /* ngx_shinsei_tenant_t * */
+    ngx_uint_t                 used;         /* shinsei_app was given */
+} ngx_shinsei_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  tenant;
+    ngx_shinsei_tenant_t      *cache;
+    ngx_flag_t                 insecure_cookie;
+} ngx_shinsei_srv_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                 app;
+    size_t                     body_limit;
+} ngx_shinsei_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  value;
+    ngx_str_t                  filename;
+    ngx_str_t                  content_type;
+} ngx_shinsei_field_t;
+
+
+typedef struct {
+    ngx_str_t                  id;           /* the cookie value */
+    ngx_str_t                  new_id;
+    u_char                     hash[32];     /* SHA-256 of the id */
+    ngx_str_t                  csrf;
+    int64_t                    citizen_id;
+    cJSON                     *flash;
+    unsigned                   valid:1;
+    unsigned                   created:1;
+    unsigned                   expired:1;
+} ngx_shinsei_session_t;
+
+
+typedef ngx_int_t (*ngx_shinsei_handler_pt)(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+
+
+struct ngx_shinsei_ctx_s {
+    ngx_shinsei_route_t       *route;
+    ngx_uint_t                 allow;        /* methods, for a 405 */
+    ngx_str_t                 *params;       /* path parameters */
+    ngx_uint_t                 nparams;
+    ngx_array_t               *form;         /* ngx_shinsei_field_t */
+    ngx_array_t               *args;         /* ngx_shinsei_field_t */
+    ngx_shinsei_session_t      session;
+    ngx_shinsei_tenant_t      *tenant;
+    cJSON                     *view;
+    unsigned                   tenant_done:1;
+    unsigned                   session_done:1;
+    unsigned                   csrf_done:1;
+    unsigned                   csrf_ok:1;
+};
+
+
+#define ngx_shinsei_log_prefix  "shinsei: "
+
+
+extern ngx_module_t  ngx_shinsei_module;
+
+
+#endif /* _NGX_SHINSEI_COMMON_H_INCLUDED_ */

@@ -1,0 +1,239 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * Queries on behalf of an HTTP request: the request waits (suspended, the
+ * worker free) while its query runs on the pool; the result comes back to
+ * the handler's done() with the request's log restored.  A database that
+ * cannot be reached gives the 503 page, a query over its timeout the 504
+ * page, a refused query the 500 page; each is logged here once.
+ */
+
+
+#include "ngx_shinsei_db.h"
+#include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_handler.h"
+
+
+typedef struct {
+    ngx_shinsei_pg_query_t     query;
+    ngx_http_request_t        *request;
+    ngx_shinsei_db_done_pt     done;
+    ngx_uint_t                 flags;
+    unsigned                   pending:1;
+} ngx_shinsei_db_query_t;
+
+
+static void ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q);
+static void ngx_shinsei_db_cleanup(void *data);
+
+
+ngx_int_t
+ngx_shinsei_db_query(ngx_http_request_t *r, const char *sql,
+    ngx_str_t *params, ngx_uint_t nparams, ngx_shinsei_db_done_pt done,
+    ngx_uint_t flags)
+{
+    u_char                  *p;
+    ngx_uint_t               i;
+    ngx_pool_cleanup_t      *cln;
+    ngx_shinsei_db_query_t  *dq;
+
+    dq = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_db_query_t));
+    if (dq == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (nparams) {
+        dq->query.values = ngx_palloc(r->pool, nparams * sizeof(char *));
+        if (dq->query.values == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* text parameters go to libpq as NUL-terminated strings */
+
+        for (i = 0; i < nparams; i++) {
+            if (params[i].data == NULL) {
+                dq->query.values[i] = NULL;
+                continue;
+            }
+
+            p = ngx_pnalloc(r->pool, params[i].len + 1);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *ngx_cpymem(p, params[i].data, params[i].len) = '\0';
+            dq->query.values[i] = (char *) p;
+        }
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_shinsei_db_cleanup;
+    cln->data = dq;
+
+    dq->query.sql = sql;
+    dq->query.nparams = (int) nparams;
+    dq->query.done = ngx_shinsei_db_done;
+    dq->query.data = dq;
+    dq->query.log = r->connection->log;
+    dq->request = r;
+    dq->done = done;
+    dq->flags = flags;
+    dq->pending = 1;
+
+    ngx_shinsei_pg_send(&dq->query);
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    cJSON  *json, *item, *view;
+
+    json = ngx_shinsei_db_json(res, 0, 0);
+
+    if (!cJSON_IsObject(json)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "query did not return "
+                      "a JSON object");
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
+    view = ngx_shinsei_view(r, ctx);
+    if (view == NULL) {
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
+    while (json->child) {
+        item = cJSON_DetachItemViaPointer(json, json->child);
+        cJSON_DeleteItemFromObjectCaseSensitive(view, item->string);
+        cJSON_AddItemToObject(view, item->string, item);
+    }
+
+    cJSON_Delete(json);
+
+    return NGX_OK;
+}
+
+
+cJSON *
+ngx_shinsei_db_json(PGresult *res, int row, int col)
+{
+    if (res == NULL
+        || PQresultStatus(res) != PGRES_TUPLES_OK
+        || row >= PQntuples(res) || col >= PQnfields(res)
+        || PQgetisnull(res, row, col))
+    {
+        return NULL;
+    }
+
+    return cJSON_ParseWithLength(PQgetvalue(res, row, col),
+                                 PQgetlength(res, row, col));
+}
+
+
+ngx_uint_t
+ngx_shinsei_db_error_is(PGresult *res, const char *sqlstate)
+{
+    char  *state;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        return 0;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state && ngx_strcmp(state, sqlstate) == 0;
+}
+
+
+static void
+ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q)
+{
+    char                    *state, *msg;
+    ngx_int_t                rc;
+    ngx_connection_t        *c;
+    ngx_shinsei_ctx_t       *ctx;
+    ngx_http_request_t      *r;
+    ngx_shinsei_db_query_t  *dq;
+
+    dq = q->data;
+    r = dq->request;
+    c = r->connection;
+
+    dq->pending = 0;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_shinsei_module);
+
+    switch (q->status) {
+
+    case NGX_SHINSEI_PG_OK:
+        rc = dq->done(r, ctx, q->result);
+        break;
+
+    case NGX_SHINSEI_PG_FAILED:
+        if (dq->flags & NGX_SHINSEI_DB_SEE_ERRORS) {
+            rc = dq->done(r, ctx, q->result);
+            break;
+        }
+
+        /* the primary message only: the detail may quote personal data */
+
+        state = PQresultErrorField(q->result, PG_DIAG_SQLSTATE);
+        msg = PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY);
+
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      ngx_shinsei_log_prefix "query failed: %s (%s)",
+                      msg ? msg : "?", state ? state : "?");
+
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        break;
+
+    case NGX_SHINSEI_PG_TIMEDOUT:
+        if (dq->flags & NGX_SHINSEI_DB_SEE_OUTAGES) {
+            rc = dq->done(r, ctx, NULL);
+            break;
+        }
+
+        rc = NGX_HTTP_GATEWAY_TIME_OUT;
+        break;
+
+    default:
+        if (dq->flags & NGX_SHINSEI_DB_SEE_OUTAGES) {
+            rc = dq->done(r, ctx, NULL);
+            break;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      ngx_shinsei_log_prefix "database unavailable");
+        rc = NGX_HTTP_SERVICE_UNAVAILABLE;
+        break;
+    }
+
+    ngx_shinsei_finish(r, rc);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_shinsei_db_cleanup(void *data)
+{
+    ngx_shinsei_db_query_t  *dq = data;
+
+    if (dq->pending) {
+        dq->pending = 0;
+        ngx_shinsei_pg_cancel(&dq->query);
+    }
+}

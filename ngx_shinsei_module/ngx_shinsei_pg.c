@@ -1,0 +1,988 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * A per-worker pool of PostgreSQL connections driven by nginx events.
+ *
+ * Each connection is one state machine: connecting -> idle -> sending ->
+ * receiving -> idle.  libpq owns the socket; nginx only watches it with
+ * level-triggered events that mirror what libpq asked for, so no edge can
+ * be missed while libpq changes state without I/O.  A connection that timed
+ * out, broke or failed to connect is discarded; new connections are opened
+ * on demand, after a growing pause once the server was found down.
+ */
+
+
+#include "ngx_shinsei_pg.h"
+
+
+#define NGX_SHINSEI_PG_BACKOFF_MIN   100
+#define NGX_SHINSEI_PG_BACKOFF_MAX   3000
+
+
+typedef enum {
+    NGX_SHINSEI_PG_CONN_FREE = 0,
+    NGX_SHINSEI_PG_CONN_CONNECTING,
+    NGX_SHINSEI_PG_CONN_IDLE,
+    NGX_SHINSEI_PG_CONN_SENDING,
+    NGX_SHINSEI_PG_CONN_RECEIVING
+} ngx_shinsei_pg_conn_state_e;
+
+
+typedef struct {
+    PGconn                        *pgconn;
+    ngx_connection_t              *c;
+    ngx_shinsei_pg_conn_state_e    state;
+    ngx_shinsei_pg_query_t        *query;
+    PGresult                      *result;
+    ngx_queue_t                    queue;
+    unsigned                       reused:1;
+    unsigned                       draining:1;
+} ngx_shinsei_pg_conn_t;
+
+
+typedef struct {
+    ngx_shinsei_db_conf_t         *conf;
+    ngx_log_t                     *log;
+    ngx_shinsei_pg_conn_t         *conns;
+    ngx_queue_t                    idle;
+    ngx_queue_t                    waiting;
+    ngx_msec_t                     retry_at;
+    ngx_shinsei_pg_stats_t         stats;
+} ngx_shinsei_pg_pool_t;
+
+
+static void ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q);
+static ngx_int_t ngx_shinsei_pg_connect(void);
+static void ngx_shinsei_pg_event_handler(ngx_event_t *ev);
+static void ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc,
+    ngx_shinsei_pg_query_t *q);
+static void ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
+    ngx_shinsei_pg_status_e status);
+static void ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc);
+static ngx_int_t ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc);
+static ngx_int_t ngx_shinsei_pg_want(ngx_shinsei_pg_conn_t *pc,
+    ngx_uint_t rd, ngx_uint_t wr);
+static void ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_backoff(void);
+static void ngx_shinsei_pg_fail_waiting(void);
+static void ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
+    ngx_shinsei_pg_status_e status);
+static void ngx_shinsei_pg_wait_handler(ngx_event_t *ev);
+static void ngx_shinsei_pg_notice(void *arg, const char *message);
+static void ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what,
+    PGconn *pgconn);
+
+
+static ngx_shinsei_pg_pool_t  *ngx_shinsei_pg_pool;
+
+
+ngx_int_t
+ngx_shinsei_pg_init_process(ngx_cycle_t *cycle, ngx_shinsei_db_conf_t *conf)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_shinsei_pg_pool_t));
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->conns = ngx_pcalloc(cycle->pool,
+                              conf->pool_size * sizeof(ngx_shinsei_pg_conn_t));
+    if (pool->conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->conf = conf;
+    pool->log = cycle->log;
+    pool->stats.size = conf->pool_size;
+
+    ngx_queue_init(&pool->idle);
+    ngx_queue_init(&pool->waiting);
+
+    ngx_shinsei_pg_pool = pool;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (pool == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pool->conf->pool_size; i++) {
+        if (pool->conns[i].state != NGX_SHINSEI_PG_CONN_FREE) {
+            ngx_shinsei_pg_close(&pool->conns[i]);
+        }
+    }
+
+    ngx_shinsei_pg_pool = NULL;
+}
+
+
+void
+ngx_shinsei_pg_send(ngx_shinsei_pg_query_t *q)
+{
+    q->status = NGX_SHINSEI_PG_OK;
+    q->result = NULL;
+    q->conn = NULL;
+    q->waiting = 0;
+    q->retried = 0;
+
+    ngx_memzero(&q->event, sizeof(ngx_event_t));
+    q->event.handler = ngx_shinsei_pg_wait_handler;
+    q->event.data = q;
+    q->event.log = q->log;
+
+    ngx_shinsei_pg_pool->stats.queries++;
+
+    ngx_shinsei_pg_dispatch(q);
+}
+
+
+void
+ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q)
+{
+    ngx_shinsei_pg_conn_t  *pc;
+
+    if (q->waiting) {
+        ngx_queue_remove(&q->queue);
+        q->waiting = 0;
+        ngx_shinsei_pg_pool->stats.waiting--;
+    }
+
+    if (q->event.timer_set) {
+        ngx_del_timer(&q->event);
+    }
+
+    if (q->event.posted) {
+        ngx_delete_posted_event(&q->event);
+    }
+
+    pc = q->conn;
+
+    if (pc != NULL) {
+        /* the result is read and thrown away; the connection stays */
+        pc->query = NULL;
+        pc->draining = 1;
+        pc->c->log = ngx_shinsei_pg_pool->log;
+        pc->c->read->log = ngx_shinsei_pg_pool->log;
+        pc->c->write->log = ngx_shinsei_pg_pool->log;
+        q->conn = NULL;
+    }
+}
+
+
+void
+ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
+{
+    ngx_uint_t              i;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    *st = pool->stats;
+    st->open = 0;
+    st->idle = 0;
+    st->busy = 0;
+    st->connecting = 0;
+
+    for (i = 0; i < pool->conf->pool_size; i++) {
+
+        switch (pool->conns[i].state) {
+
+        case NGX_SHINSEI_PG_CONN_FREE:
+            continue;
+
+        case NGX_SHINSEI_PG_CONN_CONNECTING:
+            st->connecting++;
+            break;
+
+        case NGX_SHINSEI_PG_CONN_IDLE:
+            st->idle++;
+            break;
+
+        default:
+            st->busy++;
+        }
+
+        st->open++;
+    }
+}
+
+
+static void
+ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q)
+{
+    ngx_uint_t              i, open;
+    ngx_queue_t            *head;
+    ngx_shinsei_pg_pool_t  *pool;
+    ngx_shinsei_pg_conn_t  *pc;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (!ngx_queue_empty(&pool->idle)) {
+        head = ngx_queue_head(&pool->idle);
+        ngx_queue_remove(head);
+        pc = ngx_queue_data(head, ngx_shinsei_pg_conn_t, queue);
+        ngx_shinsei_pg_start(pc, q);
+        return;
+    }
+
+    open = 0;
+
+    for (i = 0; i < pool->conf->pool_size; i++) {
+        if (pool->conns[i].state != NGX_SHINSEI_PG_CONN_FREE) {
+            open++;
+        }
+    }
+
+    if (open < pool->conf->pool_size
+        && (ngx_msec_int_t) (ngx_current_msec - pool->retry_at) >= 0)
+    {
+        if (ngx_shinsei_pg_connect() == NGX_OK) {
+            open++;
+        }
+    }
+
+    if (open == 0 || pool->stats.waiting >= pool->conf->queue_size) {
+        ngx_shinsei_pg_post_done(q, NGX_SHINSEI_PG_UNAVAILABLE);
+        return;
+    }
+
+    /* a connection being opened or returned takes the first in line */
+
+    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    q->waiting = 1;
+    pool->stats.waiting++;
+
+    ngx_add_timer(&q->event, pool->conf->queue_timeout);
+}
+
+
+static ngx_int_t
+ngx_shinsei_pg_connect(void)
+{
+    ngx_uint_t              i;
+    ngx_shinsei_pg_pool_t  *pool;
+    ngx_shinsei_pg_conn_t  *pc;
+
+    pool = ngx_shinsei_pg_pool;
+    pc = NULL;
+
+    for (i = 0; i < pool->conf->pool_size; i++) {
+        if (pool->conns[i].state == NGX_SHINSEI_PG_CONN_FREE) {
+            pc = &pool->conns[i];
+            break;
+        }
+    }
+
+    if (pc == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pool->stats.connects++;
+
+    pc->pgconn = PQconnectStart((char *) pool->conf->conninfo.data);
+
+    if (pc->pgconn == NULL) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      ngx_shinsei_log_prefix "PQconnectStart() failed: "
+                      "out of memory");
+        goto failed;
+    }
+
+    if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
+        ngx_shinsei_pg_log_error(pool->log, "connection to the database",
+                                 pc->pgconn);
+        goto failed;
+    }
+
+    if (PQsetnonblocking(pc->pgconn, 1) == -1) {
+        ngx_shinsei_pg_log_error(pool->log, "PQsetnonblocking()",
+                                 pc->pgconn);
+        goto failed;
+    }
+
+    PQsetNoticeProcessor(pc->pgconn, ngx_shinsei_pg_notice, pool->log);
+
+    pc->state = NGX_SHINSEI_PG_CONN_CONNECTING;
+    pc->reused = 0;
+    pc->draining = 0;
+
+    /* libpq: before the first PQconnectPoll(), wait as if for writing */
+
+    if (ngx_shinsei_pg_watch(pc) != NGX_OK
+        || ngx_shinsei_pg_want(pc, 0, 1) != NGX_OK)
+    {
+        ngx_shinsei_pg_close(pc);
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(pc->c->read, pool->conf->connect_timeout);
+
+    return NGX_OK;
+
+failed:
+
+    if (pc->pgconn) {
+        PQfinish(pc->pgconn);
+        pc->pgconn = NULL;
+    }
+
+    ngx_shinsei_pg_backoff();
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_shinsei_pg_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_shinsei_pg_conn_t  *pc;
+
+    c = ev->data;
+    pc = c->data;
+
+    if (c->read->timedout) {
+        c->read->timedout = 0;
+
+        if (pc->state == NGX_SHINSEI_PG_CONN_CONNECTING) {
+            ngx_log_error(NGX_LOG_ERR, ngx_shinsei_pg_pool->log, NGX_ETIMEDOUT,
+                          ngx_shinsei_log_prefix
+                          "connection to the database timed out");
+            ngx_shinsei_pg_backoff();
+            ngx_shinsei_pg_close(pc);
+            ngx_shinsei_pg_fail_waiting();
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                      ngx_shinsei_log_prefix "query timed out, "
+                      "the connection is discarded");
+        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_TIMEDOUT);
+        return;
+    }
+
+    switch (pc->state) {
+
+    case NGX_SHINSEI_PG_CONN_CONNECTING:
+        ngx_shinsei_pg_connect_poll(pc);
+        break;
+
+    case NGX_SHINSEI_PG_CONN_SENDING:
+        if (ev->write) {
+            ngx_shinsei_pg_flush(pc);
+            break;
+        }
+
+        if (!PQconsumeInput(pc->pgconn)) {
+            ngx_shinsei_pg_log_error(c->log, "PQconsumeInput()", pc->pgconn);
+            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+            break;
+        }
+
+        ngx_shinsei_pg_flush(pc);
+        break;
+
+    case NGX_SHINSEI_PG_CONN_RECEIVING:
+        ngx_shinsei_pg_receive(pc);
+        break;
+
+    case NGX_SHINSEI_PG_CONN_IDLE:
+        ngx_shinsei_pg_idle_check(pc);
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static void
+ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    /*
+     * libpq may close the socket and open another one inside
+     * PQconnectPoll() (next host of a multi-host string, SSL fallback),
+     * so the old socket is unregistered while it is still open.
+     */
+
+    (void) ngx_shinsei_pg_want(pc, 0, 0);
+
+    switch (PQconnectPoll(pc->pgconn)) {
+
+    case PGRES_POLLING_READING:
+        if (ngx_shinsei_pg_watch(pc) != NGX_OK
+            || ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK)
+        {
+            break;
+        }
+
+        return;
+
+    case PGRES_POLLING_WRITING:
+        if (ngx_shinsei_pg_watch(pc) != NGX_OK
+            || ngx_shinsei_pg_want(pc, 0, 1) != NGX_OK)
+        {
+            break;
+        }
+
+        return;
+
+    case PGRES_POLLING_OK:
+        if (ngx_shinsei_pg_watch(pc) != NGX_OK) {
+            break;
+        }
+
+        if (pc->c->read->timer_set) {
+            ngx_del_timer(pc->c->read);
+        }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "shinsei: database connection established");
+
+        pool->stats.backoff = 0;
+        pc->state = NGX_SHINSEI_PG_CONN_IDLE;
+        ngx_shinsei_pg_release(pc);
+        return;
+
+    default:
+        ngx_shinsei_pg_log_error(pool->log, "connection to the database",
+                                 pc->pgconn);
+        ngx_shinsei_pg_backoff();
+        break;
+    }
+
+    ngx_shinsei_pg_close(pc);
+    ngx_shinsei_pg_fail_waiting();
+}
+
+
+static void
+ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pc->query = q;
+    pc->result = NULL;
+    pc->draining = 0;
+    pc->c->log = q->log;
+    pc->c->read->log = q->log;
+    pc->c->write->log = q->log;
+    pc->c->idle = 0;
+    q->conn = pc;
+
+    if (!PQsendQueryParams(pc->pgconn, q->sql, q->nparams, NULL, q->values,
+                           q->lengths, q->formats, 0))
+    {
+        ngx_shinsei_pg_log_error(q->log, "PQsendQueryParams()", pc->pgconn);
+
+        if (pc->reused && !q->retried) {
+            /* a pooled connection went away while idle: try a fresh one */
+            q->retried = 1;
+            q->conn = NULL;
+            pc->query = NULL;
+            ngx_shinsei_pg_close(pc);
+            ngx_shinsei_pg_dispatch(q);
+            return;
+        }
+
+        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        return;
+    }
+
+    pc->state = NGX_SHINSEI_PG_CONN_SENDING;
+    pc->reused = 1;
+
+    ngx_add_timer(pc->c->read, pool->conf->query_timeout);
+
+    ngx_shinsei_pg_flush(pc);
+}
+
+
+static void
+ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc)
+{
+    switch (PQflush(pc->pgconn)) {
+
+    case 0:
+        pc->state = NGX_SHINSEI_PG_CONN_RECEIVING;
+
+        if (ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK) {
+            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        }
+
+        return;
+
+    case 1:
+        /* libpq: wait for either, reading consumes input to unblock */
+        if (ngx_shinsei_pg_want(pc, 1, 1) != NGX_OK) {
+            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        }
+
+        return;
+
+    default:
+        ngx_shinsei_pg_log_error(pc->c->log, "PQflush()", pc->pgconn);
+        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        return;
+    }
+}
+
+
+static void
+ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
+{
+    PGresult  *res;
+    PGnotify  *notify;
+
+    if (!PQconsumeInput(pc->pgconn)) {
+        ngx_shinsei_pg_log_error(pc->c->log, "PQconsumeInput()", pc->pgconn);
+        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        return;
+    }
+
+    while ((notify = PQnotifies(pc->pgconn)) != NULL) {
+        PQfreemem(notify);
+    }
+
+    while (!PQisBusy(pc->pgconn)) {
+
+        res = PQgetResult(pc->pgconn);
+
+        if (res == NULL) {
+
+            if (pc->result
+                && PQresultStatus(pc->result) == PGRES_FATAL_ERROR)
+            {
+                ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_FAILED);
+                return;
+            }
+
+            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_OK);
+            return;
+        }
+
+        /* the first error wins; otherwise the last result is kept */
+
+        if (pc->result
+            && PQresultStatus(pc->result) == PGRES_FATAL_ERROR)
+        {
+            PQclear(res);
+
+        } else {
+            PQclear(pc->result);
+            pc->result = res;
+        }
+    }
+}
+
+
+static void
+ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc)
+{
+    PGnotify  *notify;
+
+    if (pc->c->close) {
+        ngx_queue_remove(&pc->queue);
+        ngx_shinsei_pg_close(pc);
+        return;
+    }
+
+    if (!PQconsumeInput(pc->pgconn)
+        || PQstatus(pc->pgconn) != CONNECTION_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_shinsei_pg_pool->log, 0,
+                      ngx_shinsei_log_prefix "idle database connection "
+                      "closed: %s", PQerrorMessage(pc->pgconn));
+        ngx_queue_remove(&pc->queue);
+        ngx_shinsei_pg_close(pc);
+        return;
+    }
+
+    while ((notify = PQnotifies(pc->pgconn)) != NULL) {
+        PQfreemem(notify);
+    }
+}
+
+
+static void
+ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
+    ngx_shinsei_pg_status_e status)
+{
+    PGresult                *res;
+    ngx_shinsei_pg_pool_t   *pool;
+    ngx_shinsei_pg_query_t  *q;
+
+    pool = ngx_shinsei_pg_pool;
+
+    q = pc->query;
+    res = pc->result;
+
+    pc->query = NULL;
+    pc->result = NULL;
+
+    if (pc->c->read->timer_set) {
+        ngx_del_timer(pc->c->read);
+    }
+
+    switch (status) {
+
+    case NGX_SHINSEI_PG_OK:
+        ngx_shinsei_pg_release(pc);
+        break;
+
+    case NGX_SHINSEI_PG_FAILED:
+        pool->stats.failed++;
+        ngx_shinsei_pg_release(pc);
+        break;
+
+    case NGX_SHINSEI_PG_TIMEDOUT:
+        pool->stats.timedout++;
+        ngx_shinsei_pg_close(pc);
+        break;
+
+    default:
+        pool->stats.unavailable++;
+        ngx_shinsei_pg_close(pc);
+        break;
+    }
+
+    if (q != NULL) {
+        q->conn = NULL;
+        q->status = status;
+        q->result = res;
+        q->done(q);
+    }
+
+    PQclear(res);
+}
+
+
+static void
+ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_queue_t             *head;
+    ngx_shinsei_pg_pool_t   *pool;
+    ngx_shinsei_pg_query_t  *q;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (PQstatus(pc->pgconn) != CONNECTION_OK
+        || PQtransactionStatus(pc->pgconn) != PQTRANS_IDLE)
+    {
+        /* never hand out a connection left inside a transaction */
+        ngx_shinsei_pg_close(pc);
+        return;
+    }
+
+    pc->state = NGX_SHINSEI_PG_CONN_IDLE;
+    pc->c->log = pool->log;
+    pc->c->read->log = pool->log;
+    pc->c->write->log = pool->log;
+
+    if (!ngx_queue_empty(&pool->waiting)) {
+        head = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(head, ngx_shinsei_pg_query_t, queue);
+
+        ngx_queue_remove(head);
+        q->waiting = 0;
+        pool->stats.waiting--;
+
+        if (q->event.timer_set) {
+            ngx_del_timer(&q->event);
+        }
+
+        ngx_shinsei_pg_start(pc, q);
+        return;
+    }
+
+    if (ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK) {
+        ngx_shinsei_pg_close(pc);
+        return;
+    }
+
+    pc->c->idle = 1;
+    ngx_queue_insert_head(&pool->idle, &pc->queue);
+}
+
+
+static void
+ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc)
+{
+    if (pc->c) {
+        if (pc->c->read->timer_set) {
+            ngx_del_timer(pc->c->read);
+        }
+
+        ngx_shinsei_pg_unwatch(pc);
+    }
+
+    if (pc->result) {
+        PQclear(pc->result);
+        pc->result = NULL;
+    }
+
+    if (pc->pgconn) {
+        PQfinish(pc->pgconn);
+        pc->pgconn = NULL;
+    }
+
+    pc->state = NGX_SHINSEI_PG_CONN_FREE;
+    pc->query = NULL;
+}
+
+
+static ngx_int_t
+ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
+    fd = PQsocket(pc->pgconn);
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, ngx_shinsei_pg_pool->log, 0,
+                      ngx_shinsei_log_prefix "libpq has no socket");
+        return NGX_ERROR;
+    }
+
+    if (pc->c) {
+        if (pc->c->fd == fd) {
+            return NGX_OK;
+        }
+
+        /* libpq closed the old socket: nothing is left to unregister */
+        pc->c->read->active = 0;
+        pc->c->write->active = 0;
+        ngx_shinsei_pg_unwatch(pc);
+    }
+
+    c = ngx_get_connection(fd, ngx_shinsei_pg_pool->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = pc;
+    c->read->handler = ngx_shinsei_pg_event_handler;
+    c->write->handler = ngx_shinsei_pg_event_handler;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    pc->c = c;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_shinsei_pg_want(ngx_shinsei_pg_conn_t *pc, ngx_uint_t rd, ngx_uint_t wr)
+{
+    ngx_connection_t  *c;
+
+    c = pc->c;
+
+    if (rd && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!rd && c->read->active) {
+        if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (wr && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (!wr && c->write->active) {
+        if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_connection_t  *c;
+
+    c = pc->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    /* libpq closes the socket itself: no syscall is needed */
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->idle = 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+    pc->c = NULL;
+}
+
+
+static void
+ngx_shinsei_pg_backoff(void)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pool->stats.connect_failures++;
+    pool->stats.backoff = ngx_max(NGX_SHINSEI_PG_BACKOFF_MIN,
+                                  ngx_min(pool->stats.backoff * 2,
+                                          NGX_SHINSEI_PG_BACKOFF_MAX));
+    pool->retry_at = ngx_current_msec + pool->stats.backoff;
+}
+
+
+static void
+ngx_shinsei_pg_fail_waiting(void)
+{
+    ngx_uint_t               i;
+    ngx_queue_t             *head;
+    ngx_shinsei_pg_pool_t   *pool;
+    ngx_shinsei_pg_query_t  *q;
+
+    pool = ngx_shinsei_pg_pool;
+
+    /* while any connection lives, the waiting queries keep their turn */
+
+    for (i = 0; i < pool->conf->pool_size; i++) {
+        if (pool->conns[i].state != NGX_SHINSEI_PG_CONN_FREE) {
+            return;
+        }
+    }
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        head = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(head, ngx_shinsei_pg_query_t, queue);
+
+        ngx_queue_remove(head);
+        q->waiting = 0;
+        pool->stats.waiting--;
+
+        if (q->event.timer_set) {
+            ngx_del_timer(&q->event);
+        }
+
+        ngx_shinsei_pg_post_done(q, NGX_SHINSEI_PG_UNAVAILABLE);
+    }
+}
+
+
+static void
+ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
+    ngx_shinsei_pg_status_e status)
+{
+    /* done() is never called from inside ngx_shinsei_pg_send() */
+
+    ngx_shinsei_pg_pool->stats.unavailable++;
+
+    q->status = status;
+    ngx_post_event(&q->event, &ngx_posted_events);
+}
+
+
+static void
+ngx_shinsei_pg_wait_handler(ngx_event_t *ev)
+{
+    ngx_shinsei_pg_query_t  *q;
+
+    q = ev->data;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+
+        if (q->waiting) {
+            ngx_queue_remove(&q->queue);
+            q->waiting = 0;
+            ngx_shinsei_pg_pool->stats.waiting--;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, q->log, 0,
+                      ngx_shinsei_log_prefix "no database connection "
+                      "became free within the queue timeout");
+
+        ngx_shinsei_pg_pool->stats.unavailable++;
+        q->status = NGX_SHINSEI_PG_UNAVAILABLE;
+    }
+
+    q->result = NULL;
+    q->done(q);
+}
+
+
+static void
+ngx_shinsei_pg_notice(void *arg, const char *message)
+{
+    ngx_log_error(NGX_LOG_NOTICE, (ngx_log_t *) arg, 0,
+                  ngx_shinsei_log_prefix "database says: %s", message);
+}
+
+
+static void
+ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what, PGconn *pgconn)
+{
+    u_char  *msg, *last;
+
+    msg = (u_char *) PQerrorMessage(pgconn);
+    last = msg + ngx_strlen(msg);
+
+    while (last > msg && (last[-1] == '\n' || last[-1] == ' ')) {
+        last--;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  ngx_shinsei_log_prefix "%s failed: %*s",
+                  what, (size_t) (last - msg), msg);
+}

@@ -1,0 +1,384 @@
+package ShinseiTest;
+
+# The test harness: a throw-away PostgreSQL database (a copy of the
+# migrated template on the suite's cluster, or a private cluster), nginx
+# with the freshly built module on free loopback ports, HTTP clients with
+# cookie jars, and the closing checks every test file ends with.
+#
+#   my $t = ShinseiTest->new;                # database + nginx
+#   my $r = $t->get('/');                    # a fresh browser each time
+#   my $b = $t->browser;                     # or one with its own cookies
+#   $b->get('/login'); $b->submit_form('/login', { email => ... });
+#   $t->done;                                # checks error.log, stops all
+#
+# Environment:
+#   SHINSEI_MODULE   the module to load (default: build/nginx/objs/...)
+#   SHINSEI_ASAN     1 when the module is the ASan+UBSan build
+#   SHINSEI_TEST_PG  "host=DIR port=N" of the suite's cluster (build.sh test)
+#   TEST_NGINX_LEAVE keep the temporary directory
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Exporter qw(import);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+use ShinseiTest::Browser;
+
+our @EXPORT_OK = qw(free_port);
+
+our $TOP = abs_path(dirname(__FILE__) . '/../..');
+
+sub new {
+    my ($class, %opt) = @_;
+
+    my $self = bless {
+        workers   => 1,
+        pool      => 4,
+        db_opts   => '',
+        tenants   => ['katsuragi'],
+        http_extra => '',
+        server_extra => '',
+        %opt,
+    }, $class;
+
+    my $dir = tempdir('shinsei-test-XXXXXX', TMPDIR => 1,
+                      CLEANUP => !$ENV{TEST_NGINX_LEAVE});
+    chmod 0755, $dir;
+    $self->{dir} = $dir;
+
+    $self->{module} = $ENV{SHINSEI_MODULE}
+        || "$TOP/build/nginx/objs/ngx_shinsei_module.so";
+    die "no module at $self->{module}: run ./build.sh build\n"
+        unless -f $self->{module};
+
+    $self->setup_database;
+    $self->start unless $opt{no_start};
+
+    return $self;
+}
+
+
+# --- PostgreSQL ----------------------------------------------------------
+
+sub setup_database {
+    my ($self) = @_;
+
+    if ($self->{own_pg} || !$ENV{SHINSEI_TEST_PG}) {
+        # a private cluster, for tests that stop and start it
+        $self->{pg_dir} = "$self->{dir}/pg";
+        $self->{pg_port} = free_port();
+        $self->{own_cluster} = 1;
+        $self->pg_up;
+        $self->{dbname} = 'shinsei';
+        return;
+    }
+
+    my %pg = $ENV{SHINSEI_TEST_PG} =~ /(\w+)=(\S+)/g;
+    $self->{pg_dir} = $pg{host};
+    $self->{pg_port} = $pg{port};
+
+    (my $name = $0) =~ s{.*/}{};
+    $name =~ s/\W/_/g;
+    $self->{dbname} = lc "t_${name}_$$";
+
+    $self->psql_admin("DROP DATABASE IF EXISTS $self->{dbname}");
+    $self->psql_admin("CREATE DATABASE $self->{dbname} "
+                      . "TEMPLATE shinsei OWNER shinsei");
+}
+
+sub pg_up {
+    my ($self) = @_;
+    system("$TOP/build.sh", 'pg-up', $self->{pg_dir}, $self->{pg_port}) == 0
+        or BAIL_OUT('cannot start PostgreSQL');
+}
+
+sub pg_down {
+    my ($self) = @_;
+    system("$TOP/build.sh", 'pg-down', $self->{pg_dir}) == 0
+        or BAIL_OUT('cannot stop PostgreSQL');
+}
+
+sub conninfo {
+    my ($self) = @_;
+    return "host=$self->{pg_dir} port=$self->{pg_port} "
+         . "dbname=$self->{dbname} user=shinsei";
+}
+
+# psql(SQL): runs as the application's role, returns the rows as
+# tab-separated lines (without a trailing newline)
+sub psql {
+    my ($self, $sql, %opt) = @_;
+    return $self->_psql($sql, $opt{user} || 'shinsei', $self->{dbname});
+}
+
+sub psql_admin {
+    my ($self, $sql) = @_;
+    return $self->_psql($sql, 'postgres', 'postgres');
+}
+
+sub _psql {
+    my ($self, $sql, $user, $db) = @_;
+    my $out = "$self->{dir}/psql.out";
+    open(my $fh, '|-', 'psql', '-X', '-q', '-tA', '-F', "\t",
+         '-v', 'ON_ERROR_STOP=1', '-h', $self->{pg_dir},
+         '-p', $self->{pg_port}, '-U', $user, '-d', $db, '-o', $out)
+        or die "psql: $!";
+    print $fh $sql;
+    close $fh or die "psql failed on: $sql\n";
+    open(my $in, '<:encoding(UTF-8)', $out) or return '';
+    local $/;
+    my $text = <$in> // '';
+    chomp $text;
+    return $text;
+}
+
+
+# --- nginx ---------------------------------------------------------------
+
+sub port { $_[0]->{port} }
+
+sub url {
+    my ($self, $path, $port) = @_;
+    return 'http://127.0.0.1:' . ($port || $self->{port}) . $path;
+}
+
+sub write_config {
+    my ($self) = @_;
+    my $d = $self->{dir};
+
+    $self->{port} ||= free_port();
+    $self->{ports} ||= [ $self->{port},
+                         map { free_port() } 2 .. @{ $self->{tenants} } ];
+
+    my $user = $> == 0 ? "user root root;" : '';
+    my $db = $self->conninfo;
+    my $servers = '';
+    for my $i (0 .. $#{ $self->{tenants} }) {
+        $servers .= <<"EOF";
+    server {
+        listen 127.0.0.1:$self->{ports}[$i];
+        shinsei_tenant $self->{tenants}[$i];
+        shinsei_insecure_cookie on;
+        absolute_redirect off;
+        error_page 400 404 405 413 500 502 503 504 /_error;
+        location / {
+            shinsei_app citizen;
+        }
+        location = /_error {
+            internal;
+            shinsei_app error;
+        }
+        location /static/ {
+            root $TOP/html;
+        }
+$self->{server_extra}
+    }
+EOF
+    }
+
+    open(my $fh, '>', "$d/nginx.conf") or die $!;
+    print $fh <<"EOF";
+load_module $self->{module};
+daemon off;
+master_process on;
+worker_processes $self->{workers};
+$user
+pid $d/nginx.pid;
+error_log $d/error.log info;
+worker_rlimit_nofile 8192;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    client_body_buffer_size 64k;
+    client_max_body_size 1m;
+    shinsei_db "$db" pool=$self->{pool} $self->{db_opts};
+    shinsei_templates $TOP/html/templates;
+$self->{http_extra}
+$servers
+}
+EOF
+    close $fh;
+    make_path("$d/tmp");
+}
+
+sub env_for_nginx {
+    my ($self) = @_;
+    my %env;
+    if ($ENV{SHINSEI_ASAN}) {
+        chomp(my $asan = `gcc -print-file-name=libasan.so`);
+        $env{LD_PRELOAD} = $asan;
+        $env{ASAN_OPTIONS} = join(':',
+            "log_path=$self->{dir}/asan", 'detect_leaks=1',
+            "suppressions=$TOP/t/lib/asan.supp", 'abort_on_error=0',
+            'detect_odr_violation=0');
+        $env{LSAN_OPTIONS} = "suppressions=$TOP/t/lib/lsan.supp:print_suppressions=0";
+        $env{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$self->{dir}/ubsan";
+    }
+    return %env;
+}
+
+sub start {
+    my ($self) = @_;
+    my $d = $self->{dir};
+
+    $self->write_config;
+
+    my %env = $self->env_for_nginx;
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        @ENV{keys %env} = values %env;
+        open(STDOUT, '>', "$d/stdout.log");
+        open(STDERR, '>', "$d/stderr.log");
+        exec('/usr/sbin/nginx', '-p', "$d/", '-c', "$d/nginx.conf",
+             '-e', "$d/error.log") or POSIX::_exit(127);
+    }
+    $self->{nginx_pid} = $pid;
+
+    for (1 .. 200) {
+        for my $port (@{ $self->{ports} }) {
+            goto up if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                             Timeout => 1);
+        }
+        if (waitpid($pid, WNOHANG) == $pid) {
+            BAIL_OUT("nginx exited: " . $self->slurp("$d/stderr.log")
+                     . $self->slurp("$d/error.log"));
+        }
+        sleep 0.05;
+    }
+    BAIL_OUT('nginx did not start');
+up:
+    return $self;
+}
+
+# nginx_t(CONFIG_TEXT): runs "nginx -t" on a configuration, returns
+# (exit code, output)
+sub nginx_t {
+    my ($self, $conf) = @_;
+    my $file = "$self->{dir}/check.conf";
+    open(my $fh, '>', $file) or die $!;
+    print $fh $conf;
+    close $fh;
+    my $out = `/usr/sbin/nginx -t -p $self->{dir}/ -c $file -e $self->{dir}/check.log 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{nginx_pid} or return;
+    kill 'QUIT', $pid;
+    for (1 .. 300) {
+        return if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+    diag('nginx did not quit in 15 s; terminating');
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+}
+
+sub reload {
+    my ($self) = @_;
+    kill 'HUP', $self->{nginx_pid};
+}
+
+# worker_pids: the current worker processes
+sub worker_pids {
+    my ($self) = @_;
+    my @pids = split ' ', `pgrep -P $self->{nginx_pid}`;
+    return grep { (`ps -o args= -p $_` // '') =~ /worker process/ } @pids;
+}
+
+sub error_log { $_[0]->slurp("$_[0]{dir}/error.log") }
+
+sub slurp {
+    my ($self, $file) = @_;
+    open(my $fh, '<', $file) or return '';
+    local $/;
+    return <$fh> // '';
+}
+
+
+# --- HTTP ----------------------------------------------------------------
+
+sub browser {
+    my ($self, %opt) = @_;
+    return ShinseiTest::Browser->new(base => $self->url('', $opt{port}),
+                                     %opt);
+}
+
+sub get {
+    my ($self, $path, %opt) = @_;
+    return $self->browser(%opt)->get($path);
+}
+
+sub json {
+    my ($self, $text) = @_;
+    return JSON::PP->new->utf8->decode($text);
+}
+
+
+# --- the end of every test file -----------------------------------------
+
+sub done {
+    my ($self) = @_;
+    return if $self->{done}++;
+
+    $self->stop;
+
+    my $log = $self->error_log;
+    my @bad = grep { /\[(alert|crit|emerg)\]/ } split /\n/, $log;
+    ok(!@bad, 'error.log has no [alert], [crit] or [emerg]')
+        or diag(join("\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]));
+
+    if ($ENV{SHINSEI_ASAN}) {
+        my @reports = (glob("$self->{dir}/asan.*"),
+                       glob("$self->{dir}/ubsan.*"));
+        my $text = join("\n", map { $self->slurp($_) } @reports);
+        ok(!@reports, 'no AddressSanitizer or UBSan report')
+            or diag(substr($text, 0, 6000));
+    }
+
+    if ($self->{own_cluster}) {
+        $self->pg_down;
+    } elsif ($self->{dbname} && !$ENV{TEST_NGINX_LEAVE}) {
+        eval { $self->psql_admin("DROP DATABASE IF EXISTS $self->{dbname} "
+                                 . "WITH (FORCE)") };
+    }
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    if ($self->{nginx_pid}) {
+        kill 'TERM', $self->{nginx_pid};
+        waitpid($self->{nginx_pid}, 0);
+    }
+    if ($self->{own_cluster} && !$self->{done}) {
+        system("$TOP/build.sh", 'pg-down', $self->{pg_dir});
+    }
+}
+
+sub free_port {
+    my $sock = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                     LocalPort => 0, ReuseAddr => 1)
+        or die "free_port: $!";
+    my $port = $sock->sockport;
+    close $sock;
+    return $port;
+}
+
+1;
