@@ -89,8 +89,9 @@ cmd_build() {
     make -s -C "$BUILD/nginx" -f objs/Makefile modules
     configure_tree "$BUILD/nginx-asan" \
         "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-        "-fsanitize=address,undefined"
+        "-fsanitize=address,undefined -Wl,-z,nodelete"
     make -s -C "$BUILD/nginx-asan" -f objs/Makefile modules
+    install_tokens
     log "built $BUILD/nginx/objs/ngx_shinsei_module.so"
     log "built $BUILD/nginx-asan/objs/ngx_shinsei_module.so (ASan+UBSan)"
 }
@@ -148,6 +149,7 @@ cmd_pg_down() {
 # in one transaction with its record (PG* variables name the database).
 cmd_migrate() {
     local f v psql=(psql -X -q -v ON_ERROR_STOP=1)
+    export PGOPTIONS="-c client_min_messages=warning"
     "${psql[@]}" -c "CREATE TABLE IF NOT EXISTS schema_migrations (
         version text PRIMARY KEY,
         applied_at timestamptz NOT NULL DEFAULT now())"
@@ -163,9 +165,175 @@ cmd_migrate() {
 }
 
 
+# The Digital Agency design tokens (MIT), served from html/static/vendor.
+# site.css has a fallback for every token, so a failed download only
+# costs the exact colours.
+TOKENS_VERSION=1.1.9
+install_tokens() {
+    local dest="$TOP/html/static/vendor"
+    if [ -f "$dest/dads-tokens.css" ]; then
+        return 0
+    fi
+    local tmp="$BUILD/tokens"
+    rm -rf "$tmp" && mkdir -p "$tmp" "$dest"
+    if (cd "$tmp" && npm pack --silent \
+            "@digital-go-jp/design-tokens@$TOKENS_VERSION" >/dev/null 2>&1 \
+            && tar xzf digital-go-jp-design-tokens-*.tgz); then
+        cp "$tmp/package/dist/tokens.css" "$dest/dads-tokens.css"
+        cp "$tmp/package/LICENSE" "$dest/dads-tokens.LICENSE"
+    else
+        log "warning: could not fetch @digital-go-jp/design-tokens;" \
+            "the site uses its fallback colours"
+    fi
+}
+
+free_port() {
+    perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1,
+        LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
+}
+
+
+# --- test -----------------------------------------------------------------
+
+cmd_test() {
+    cmd_build
+    local dir="$BUILD/test-pg" port status=0
+    port=$(free_port)
+    cmd_pg_down "$dir"
+    rm -rf "$dir"
+    SHINSEI_PG_OPTS="-c fsync=off -c max_connections=300" \
+        cmd_pg_up "$dir" "$port"
+    trap 'cmd_pg_down "$BUILD/test-pg"' EXIT
+    export SHINSEI_TEST_PG="host=$dir port=$port"
+
+    log "the suite against the plain build"
+    SHINSEI_MODULE="$BUILD/nginx/objs/ngx_shinsei_module.so" \
+        prove -I t/lib ${SHINSEI_PROVE_OPTS:-} t/ || status=1
+
+    log "the suite against the ASan+UBSan build"
+    SHINSEI_ASAN=1 \
+    SHINSEI_MODULE="$BUILD/nginx-asan/objs/ngx_shinsei_module.so" \
+        prove -I t/lib ${SHINSEI_PROVE_OPTS:-} t/ || status=1
+
+    if [ $status = 0 ]; then
+        log "all tests passed under both builds"
+    else
+        log "FAILED"
+    fi
+    return $status
+}
+
+
+# --- run ------------------------------------------------------------------
+
+RUN_PIDS=()
+
+run_stop() {
+    trap - INT TERM EXIT
+    log "stopping"
+    if [ -f "$VAR/nginx/nginx.pid" ]; then
+        kill -QUIT "$(cat "$VAR/nginx/nginx.pid")" 2>/dev/null || true
+    fi
+    local p
+    for p in "${RUN_PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    cmd_pg_down "$VAR/pg"
+}
+
+cmd_run() {
+    cmd_build
+    local port=${SHINSEI_PORT:-8080} pgport=${SHINSEI_PG_PORT:-5433}
+    local ngx="$VAR/nginx"
+    mkdir -p "$ngx/tmp" "$VAR/log"
+
+    cmd_pg_up "$VAR/pg" "$pgport"
+    trap run_stop INT TERM EXIT
+
+    write_run_config "$ngx/nginx.conf" "$port" "$pgport"
+    /usr/sbin/nginx -t -q -p "$ngx/" -c "$ngx/nginx.conf" \
+        -e "$VAR/log/error.log"
+    /usr/sbin/nginx -p "$ngx/" -c "$ngx/nginx.conf" -e "$VAR/log/error.log" &
+    RUN_PIDS+=($!)
+
+    cat <<EOF
+
+  葛城市 オンライン申請 is running.
+
+    citizen site    http://127.0.0.1:$port/
+    health          http://127.0.0.1:$port/healthz
+    PostgreSQL      psql -h $VAR/pg -p $pgport -U shinsei shinsei
+    nginx log       $VAR/log/error.log
+
+  Ctrl-C stops everything.
+
+EOF
+    wait "${RUN_PIDS[0]}"
+}
+
+write_run_config() {
+    local file=$1 port=$2 pgport=$3 user=""
+    if [ "$(id -u)" = 0 ]; then
+        user="user root root;"
+    fi
+    cat >"$file" <<EOF
+# Written by ./build.sh run; conf/ holds a production configuration.
+load_module $BUILD/nginx/objs/ngx_shinsei_module.so;
+daemon off;
+worker_processes 2;
+$user
+pid $VAR/nginx/nginx.pid;
+error_log $VAR/log/error.log info;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log $VAR/log/access.log;
+    client_body_temp_path $VAR/nginx/tmp/body;
+    proxy_temp_path $VAR/nginx/tmp/proxy;
+    fastcgi_temp_path $VAR/nginx/tmp/fastcgi;
+    uwsgi_temp_path $VAR/nginx/tmp/uwsgi;
+    scgi_temp_path $VAR/nginx/tmp/scgi;
+
+    client_body_buffer_size 64k;
+    client_max_body_size 1m;
+
+    shinsei_db "host=$VAR/pg port=$pgport dbname=shinsei user=shinsei" pool=8;
+    shinsei_templates $TOP/html/templates;
+
+    server {
+        listen 127.0.0.1:$port;
+        shinsei_tenant katsuragi;
+        # the demo runs on plain http, on loopback only
+        shinsei_insecure_cookie on;
+        absolute_redirect off;
+        error_page 400 404 405 413 500 502 503 504 /_error;
+
+        location / {
+            shinsei_app citizen;
+        }
+        location = /_error {
+            internal;
+            shinsei_app error;
+        }
+        location /static/ {
+            root $TOP/html;
+            expires 1h;
+        }
+    }
+}
+EOF
+}
+
+
 case "${1:-}" in
     deps)    cmd_deps ;;
     build)   cmd_build ;;
+    test)    cmd_test ;;
+    run)     cmd_run ;;
     migrate) cmd_migrate ;;
     pg-up)   shift; cmd_pg_up "$@" ;;
     pg-down) shift; cmd_pg_down "$@" ;;

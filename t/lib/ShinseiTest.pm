@@ -57,6 +57,7 @@ sub new {
 
     $self->{module} = $ENV{SHINSEI_MODULE}
         || "$TOP/build/nginx/objs/ngx_shinsei_module.so";
+    $self->{module} = abs_path($self->{module}) if -f $self->{module};
     die "no module at $self->{module}: run ./build.sh build\n"
         unless -f $self->{module};
 
@@ -97,8 +98,10 @@ sub setup_database {
 
 sub pg_up {
     my ($self) = @_;
-    system("$TOP/build.sh", 'pg-up', $self->{pg_dir}, $self->{pg_port}) == 0
-        or BAIL_OUT('cannot start PostgreSQL');
+    my $log = "$self->{dir}/pg-up.log";
+    system("'$TOP/build.sh' pg-up '$self->{pg_dir}' $self->{pg_port} "
+           . ">>'$log' 2>&1") == 0
+        or BAIL_OUT('cannot start PostgreSQL: ' . $self->slurp($log));
 }
 
 sub pg_down {
@@ -109,6 +112,7 @@ sub pg_down {
 
 sub conninfo {
     my ($self) = @_;
+    return $self->{conninfo} if $self->{conninfo};
     return "host=$self->{pg_dir} port=$self->{pg_port} "
          . "dbname=$self->{dbname} user=shinsei";
 }
@@ -128,7 +132,7 @@ sub psql_admin {
 sub _psql {
     my ($self, $sql, $user, $db) = @_;
     my $out = "$self->{dir}/psql.out";
-    open(my $fh, '|-', 'psql', '-X', '-q', '-tA', '-F', "\t",
+    open(my $fh, '|-:encoding(UTF-8)', 'psql', '-X', '-q', '-tA', '-F', "\t",
          '-v', 'ON_ERROR_STOP=1', '-h', $self->{pg_dir},
          '-p', $self->{pg_port}, '-U', $user, '-d', $db, '-o', $out)
         or die "psql: $!";

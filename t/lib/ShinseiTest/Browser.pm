@@ -33,7 +33,8 @@ sub request {
                                         ? (content => $opt->{content}) : ()) });
     $self->store_cookies($res);
     $res->{text} = eval { decode('UTF-8', $res->{content} // '',
-                                 Encode::FB_CROAK) } // '';
+                                 Encode::FB_CROAK | Encode::LEAVE_SRC) }
+                  // '';
     $self->{last} = $res;
     return $res;
 }
