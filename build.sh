@@ -333,6 +333,7 @@ case "${1:-}" in
     deps)    cmd_deps ;;
     build)   cmd_build ;;
     test)    cmd_test ;;
+    bench)   cmd_build; exec perl "$TOP/t/bench/bench.pl" ;;
     run)     cmd_run ;;
     migrate) cmd_migrate ;;
     pg-up)   shift; cmd_pg_up "$@" ;;

@@ -41,7 +41,8 @@ ngx_shinsei_route_t  ngx_shinsei_catalogue_routes[] = {
 
 /* the whole page as one JSON document: one round trip */
 
-static const char  ngx_shinsei_catalogue_sql[] =
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_catalogue_stmt =
+    ngx_shinsei_pg_stmt(
     "SELECT json_build_object('groups', coalesce(json_agg("
     "  json_build_object('code', g.code, 'name', g.name,"
     "   'procedures', ps.list) ORDER BY g.sort), '[]'))"
@@ -59,10 +60,11 @@ static const char  ngx_shinsei_catalogue_sql[] =
     "  ) fee"
     "  WHERE p.city = g.city AND p.group_code = g.code AND p.published"
     " ) ps"
-    " WHERE g.city = $1 AND ps.list IS NOT NULL";
+    " WHERE g.city = $1 AND ps.list IS NOT NULL");
 
 
-static const char  ngx_shinsei_procedure_sql[] =
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_procedure_stmt =
+    ngx_shinsei_pg_stmt(
     "SELECT json_build_object('procedure', json_build_object("
     "  'code', p.code, 'name', p.name, 'summary', p.summary,"
     "  'description', p.description, 'eligibility', p.eligibility,"
@@ -79,13 +81,13 @@ static const char  ngx_shinsei_procedure_sql[] =
     "  AND f.kind = 'postage'))"
     " FROM procedures p"
     " JOIN procedure_groups g ON g.city = p.city AND g.code = p.group_code"
-    " WHERE p.city = $1 AND p.code = $2 AND p.published";
+    " WHERE p.city = $1 AND p.code = $2 AND p.published");
 
 
 static ngx_int_t
 ngx_shinsei_catalogue(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_db_query(r, ngx_shinsei_catalogue_sql,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_catalogue_stmt,
                                 &ctx->tenant->code, 1,
                                 ngx_shinsei_catalogue_loaded, 0);
 }
@@ -115,7 +117,7 @@ ngx_shinsei_procedure(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     params[0] = ctx->tenant->code;
     params[1] = ctx->params[0];
 
-    return ngx_shinsei_db_query(r, ngx_shinsei_procedure_sql, params, 2,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_procedure_stmt, params, 2,
                                 ngx_shinsei_procedure_loaded, 0);
 }
 

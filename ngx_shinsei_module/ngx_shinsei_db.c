@@ -11,7 +11,6 @@
 
 
 #include "ngx_shinsei_db.h"
-#include "ngx_shinsei_pg.h"
 #include "ngx_shinsei_handler.h"
 
 
@@ -29,7 +28,7 @@ static void ngx_shinsei_db_cleanup(void *data);
 
 
 ngx_int_t
-ngx_shinsei_db_query(ngx_http_request_t *r, const char *sql,
+ngx_shinsei_db_query(ngx_http_request_t *r, ngx_shinsei_pg_stmt_t *stmt,
     ngx_str_t *params, ngx_uint_t nparams, ngx_shinsei_db_done_pt done,
     ngx_uint_t flags)
 {
@@ -75,7 +74,7 @@ ngx_shinsei_db_query(ngx_http_request_t *r, const char *sql,
     cln->handler = ngx_shinsei_db_cleanup;
     cln->data = dq;
 
-    dq->query.sql = sql;
+    dq->query.stmt = stmt;
     dq->query.nparams = (int) nparams;
     dq->query.done = ngx_shinsei_db_done;
     dq->query.data = dq;

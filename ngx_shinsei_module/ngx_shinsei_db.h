@@ -9,7 +9,7 @@
 
 
 #include "ngx_shinsei_common.h"
-#include <libpq-fe.h>
+#include "ngx_shinsei_pg.h"
 
 
 /* done() also sees the queries the server refused (PGRES_FATAL_ERROR) */
@@ -22,7 +22,8 @@ typedef ngx_int_t (*ngx_shinsei_db_done_pt)(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 
 
-ngx_int_t ngx_shinsei_db_query(ngx_http_request_t *r, const char *sql,
+ngx_int_t ngx_shinsei_db_query(ngx_http_request_t *r,
+    ngx_shinsei_pg_stmt_t *stmt,
     ngx_str_t *params, ngx_uint_t nparams, ngx_shinsei_db_done_pt done,
     ngx_uint_t flags);
 ngx_int_t ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,

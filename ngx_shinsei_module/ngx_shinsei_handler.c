@@ -31,7 +31,8 @@ static ngx_int_t ngx_shinsei_output(ngx_http_request_t *r,
     ngx_chain_t *out);
 
 
-static ngx_str_t  ngx_shinsei_html_type = ngx_string("text/html; charset=utf-8");
+static ngx_str_t  ngx_shinsei_html_type =
+    ngx_string("text/html; charset=utf-8");
 
 static ngx_str_t  ngx_shinsei_csp = ngx_string(
     "default-src 'self'; script-src 'self'; style-src 'self'; "

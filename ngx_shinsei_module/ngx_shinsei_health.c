@@ -30,10 +30,14 @@ ngx_shinsei_route_t  ngx_shinsei_health_routes[] = {
 };
 
 
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_health_stmt =
+    ngx_shinsei_pg_stmt("SELECT 1");
+
+
 static ngx_int_t
 ngx_shinsei_health(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_db_query(r, "SELECT 1", NULL, 0,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_health_stmt, NULL, 0,
                                 ngx_shinsei_health_done,
                                 NGX_SHINSEI_DB_SEE_ERRORS
                                 |NGX_SHINSEI_DB_SEE_OUTAGES);

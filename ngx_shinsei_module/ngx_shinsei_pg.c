@@ -18,6 +18,7 @@
 
 #define NGX_SHINSEI_PG_BACKOFF_MIN   100
 #define NGX_SHINSEI_PG_BACKOFF_MAX   3000
+#define NGX_SHINSEI_PG_MAX_STMTS     512
 
 
 typedef enum {
@@ -36,8 +37,10 @@ typedef struct {
     ngx_shinsei_pg_query_t        *query;
     PGresult                      *result;
     ngx_queue_t                    queue;
+    uint8_t                        prepared[NGX_SHINSEI_PG_MAX_STMTS / 8];
     unsigned                       reused:1;
     unsigned                       draining:1;
+    unsigned                       preparing:1;
 } ngx_shinsei_pg_conn_t;
 
 
@@ -48,6 +51,7 @@ typedef struct {
     ngx_queue_t                    idle;
     ngx_queue_t                    waiting;
     ngx_msec_t                     retry_at;
+    ngx_uint_t                     nstmts;
     ngx_shinsei_pg_stats_t         stats;
 } ngx_shinsei_pg_pool_t;
 
@@ -57,6 +61,8 @@ static ngx_int_t ngx_shinsei_pg_connect(void);
 static void ngx_shinsei_pg_event_handler(ngx_event_t *ev);
 static void ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc,
+    ngx_shinsei_pg_query_t *q);
+static ngx_int_t ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc);
@@ -322,6 +328,8 @@ ngx_shinsei_pg_connect(void)
     pc->state = NGX_SHINSEI_PG_CONN_CONNECTING;
     pc->reused = 0;
     pc->draining = 0;
+    pc->preparing = 0;
+    ngx_memzero(pc->prepared, sizeof(pc->prepared));
 
     /* libpq: before the first PQconnectPoll(), wait as if for writing */
 
@@ -487,16 +495,14 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
     pc->query = q;
     pc->result = NULL;
     pc->draining = 0;
+    pc->preparing = 0;
     pc->c->log = q->log;
     pc->c->read->log = q->log;
     pc->c->write->log = q->log;
     pc->c->idle = 0;
     q->conn = pc;
 
-    if (!PQsendQueryParams(pc->pgconn, q->sql, q->nparams, NULL, q->values,
-                           q->lengths, q->formats, 0))
-    {
-        ngx_shinsei_pg_log_error(q->log, "PQsendQueryParams()", pc->pgconn);
+    if (ngx_shinsei_pg_send_query(pc, q) != NGX_OK) {
 
         if (pc->reused && !q->retried) {
             /* a pooled connection went away while idle: try a fresh one */
@@ -512,12 +518,64 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
         return;
     }
 
-    pc->state = NGX_SHINSEI_PG_CONN_SENDING;
     pc->reused = 1;
 
     ngx_add_timer(pc->c->read, pool->conf->query_timeout);
 
     ngx_shinsei_pg_flush(pc);
+}
+
+
+/*
+ * Sends the statement: prepared first if this connection has not seen it
+ * yet (the execution follows once the server confirms), executed by name
+ * otherwise.
+ */
+
+static ngx_int_t
+ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
+    ngx_shinsei_pg_query_t *q)
+{
+    int                     ok;
+    u_char                  name[NGX_INT_T_LEN + 2];
+    ngx_uint_t              id;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    id = q->stmt->id;
+
+    if (id == 0 && pool->nstmts < NGX_SHINSEI_PG_MAX_STMTS - 1) {
+        id = ++pool->nstmts;
+        q->stmt->id = id;
+    }
+
+    if (id == 0) {
+        ok = PQsendQueryParams(pc->pgconn, q->stmt->sql, q->nparams, NULL,
+                               q->values, q->lengths, q->formats, 0);
+
+    } else {
+        *ngx_sprintf(name, "s%ui", id) = '\0';
+
+        if (pc->prepared[id / 8] & (1 << (id % 8))) {
+            ok = PQsendQueryPrepared(pc->pgconn, (char *) name, q->nparams,
+                                     q->values, q->lengths, q->formats, 0);
+
+        } else {
+            ok = PQsendPrepare(pc->pgconn, (char *) name, q->stmt->sql,
+                               q->nparams, NULL);
+            pc->preparing = 1;
+        }
+    }
+
+    if (!ok) {
+        ngx_shinsei_pg_log_error(q->log, "sending a query", pc->pgconn);
+        return NGX_ERROR;
+    }
+
+    pc->state = NGX_SHINSEI_PG_CONN_SENDING;
+
+    return NGX_OK;
 }
 
 
@@ -554,8 +612,9 @@ ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc)
 static void
 ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
 {
-    PGresult  *res;
-    PGnotify  *notify;
+    PGresult    *res;
+    PGnotify    *notify;
+    ngx_uint_t   id;
 
     if (!PQconsumeInput(pc->pgconn)) {
         ngx_shinsei_pg_log_error(pc->c->log, "PQconsumeInput()", pc->pgconn);
@@ -577,6 +636,24 @@ ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
                 && PQresultStatus(pc->result) == PGRES_FATAL_ERROR)
             {
                 ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_FAILED);
+                return;
+            }
+
+            if (pc->preparing && pc->query) {
+                /* prepared: now the execution itself */
+                id = pc->query->stmt->id;
+                pc->prepared[id / 8] |= (uint8_t) (1 << (id % 8));
+                pc->preparing = 0;
+
+                PQclear(pc->result);
+                pc->result = NULL;
+
+                if (ngx_shinsei_pg_send_query(pc, pc->query) != NGX_OK) {
+                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+                    return;
+                }
+
+                ngx_shinsei_pg_flush(pc);
                 return;
             }
 

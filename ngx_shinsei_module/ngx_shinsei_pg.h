@@ -14,6 +14,18 @@
 
 typedef struct ngx_shinsei_pg_query_s  ngx_shinsei_pg_query_t;
 
+
+/*
+ * A statement is prepared once on each connection, on first use there,
+ * and then only executed: the server parses and plans it once.
+ */
+typedef struct {
+    const char                *sql;
+    ngx_uint_t                 id;        /* given per worker on first use */
+} ngx_shinsei_pg_stmt_t;
+
+#define ngx_shinsei_pg_stmt(text)  { text, 0 }
+
 typedef void (*ngx_shinsei_pg_done_pt)(ngx_shinsei_pg_query_t *q);
 
 
@@ -26,7 +38,7 @@ typedef enum {
 
 
 struct ngx_shinsei_pg_query_s {
-    const char                *sql;
+    ngx_shinsei_pg_stmt_t     *stmt;
     int                        nparams;
     const char               **values;
     int                       *lengths;

@@ -43,7 +43,8 @@ static ngx_str_t  ngx_shinsei_session_cookie_plain = ngx_string("sid");
  * written at most once a minute.
  */
 
-static const char  ngx_shinsei_session_sql[] =
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_session_stmt =
+    ngx_shinsei_pg_stmt(
     "WITH old AS ("
     "  SELECT id_hash, citizen_id, flash,"
     "         last_seen_at > now() - make_interval(secs => $3::int)"
@@ -64,7 +65,7 @@ static const char  ngx_shinsei_session_sql[] =
     " SELECT coalesce((SELECT live FROM old), false),"
     " (SELECT citizen_id FROM old WHERE live),"
     " (SELECT flash FROM old WHERE live),"
-    " EXISTS (SELECT 1 FROM fresh)";
+    " EXISTS (SELECT 1 FROM fresh)");
 
 
 ngx_int_t
@@ -150,7 +151,7 @@ ngx_shinsei_session_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     params[3].len = ngx_sprintf(params[3].data, "%T", smcf->session_absolute)
                     - params[3].data;
 
-    return ngx_shinsei_db_query(r, ngx_shinsei_session_sql, params, 5,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_session_stmt, params, 5,
                                 ngx_shinsei_session_loaded, 0);
 }
 

@@ -22,11 +22,12 @@ static ngx_int_t ngx_shinsei_tenant_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 
 
-static const char  ngx_shinsei_tenant_sql[] =
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_tenant_stmt =
+    ngx_shinsei_pg_stmt(
     "SELECT json_build_object('code', code, 'name', name,"
     " 'name_kana', name_kana, 'prefecture', prefecture,"
     " 'contact', contact)"
-    " FROM cities WHERE code = $1";
+    " FROM cities WHERE code = $1");
 
 
 ngx_int_t
@@ -54,7 +55,7 @@ ngx_shinsei_tenant_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
                     + NGX_SHINSEI_TENANT_RETRY;
     }
 
-    return ngx_shinsei_db_query(r, ngx_shinsei_tenant_sql, &t->code, 1,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_tenant_stmt, &t->code, 1,
                                 ngx_shinsei_tenant_loaded, 0);
 }
 

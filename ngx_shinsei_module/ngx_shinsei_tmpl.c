@@ -697,6 +697,12 @@ ngx_shinsei_tmpl_scan(ngx_shinsei_tmpl_compiler_t *cmp,
 
     tag->name.len = q - p;
 
+    if (tag->sigil == '=') {
+        ngx_shinsei_tmpl_error(cmp, src, tag->start, "unsupported tag: "
+                               "delimiters cannot be changed", NULL);
+        return NGX_ERROR;
+    }
+
     if (tag->sigil != '!') {
 
         if (tag->name.len == 0) {

@@ -46,6 +46,7 @@ sub new {
         db_opts   => '',
         tenants   => ['katsuragi'],
         http_extra => '',
+        log_level => 'info',
         server_extra => '',
         %opt,
     }, $class;
@@ -197,13 +198,13 @@ master_process on;
 worker_processes $self->{workers};
 $user
 pid $d/nginx.pid;
-error_log $d/error.log info;
+error_log $d/error.log $self->{log_level};
 worker_rlimit_nofile 8192;
 events {
     worker_connections 4096;
 }
 http {
-    access_log $d/access.log;
+    access_log $d/access.log @{[ $self->{access_log_opts} // '' ]};
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;

@@ -1,0 +1,107 @@
+# The directives: bad values fail "nginx -t" with a message naming the
+# directive; the example configuration in conf/ is valid.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use File::Path qw(make_path);
+use ShinseiTest;
+
+my $t = ShinseiTest->new(no_start => 1);
+my $top = $ShinseiTest::TOP;
+my $d = $t->{dir};
+
+sub conf {
+    my (%o) = @_;
+    my $http = $o{http} // qq{shinsei_db "host=/tmp dbname=x";\n}
+                         . "shinsei_templates $top/html/templates;";
+    my $server = $o{server} // 'shinsei_tenant katsuragi;';
+    my $location = $o{location} // 'shinsei_app citizen;';
+    return "load_module $t->{module};\n"
+         . "error_log $d/check.log;\n"
+         . "events {}\n"
+         . "http {\n$http\n"
+         . "  server { listen 127.0.0.1:1; $server\n"
+         . "    location / { $location }\n"
+         . "  }\n"
+         . "}\n";
+}
+
+my ($rc, $out) = $t->nginx_t(conf());
+is($rc, 0, 'a complete configuration passes nginx -t') or diag($out);
+
+my @bad = (
+    [ 'a connection string libpq cannot parse',
+      { http => qq{shinsei_db "host=/tmp bogus"; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db": invalid connection string} ],
+    [ 'a pool of 0',
+      { http => qq{shinsei_db "host=/tmp" pool=0; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db": invalid parameter "pool=0"} ],
+    [ 'a timeout that is not a time',
+      { http => qq{shinsei_db "host=/tmp" query_timeout=soon; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db": invalid parameter "query_timeout=soon"} ],
+    [ 'an unknown shinsei_db parameter',
+      { http => qq{shinsei_db "host=/tmp" size=3; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db": invalid parameter "size=3"} ],
+    [ 'a city code with capitals and spaces',
+      { server => 'shinsei_tenant "Katsura gi";' },
+      qr{"shinsei_tenant": "Katsura gi" is not a city code} ],
+    [ 'an unknown application',
+      { location => 'shinsei_app shop;' },
+      qr{"shinsei_app": unknown application "shop"} ],
+    [ 'shinsei_app without shinsei_db',
+      { http => "shinsei_templates $top/html/templates;" },
+      qr{"shinsei_app" needs "shinsei_db"} ],
+    [ 'shinsei_app without shinsei_tenant',
+      { server => '' },
+      qr{"shinsei_app" needs "shinsei_tenant"} ],
+    [ 'shinsei_app without shinsei_templates',
+      { http => qq{shinsei_db "host=/tmp";} },
+      qr{"shinsei_app" needs "shinsei_templates"} ],
+    [ 'a body limit above the body buffer',
+      { location => 'shinsei_app citizen; shinsei_body_limit 1m; client_body_buffer_size 16k;' },
+      qr{"shinsei_body_limit" \(1048576\) is larger than "client_body_buffer_size" \(16384\)} ],
+    [ 'an absolute session time below the idle one',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates;
+                   shinsei_session_timeout 1h 10m;} },
+      qr{"shinsei_session_timeout" takes an idle and an absolute time} ],
+    [ 'shinsei_db given twice',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_db "host=/tmp"; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db" directive is duplicate} ],
+);
+
+for my $case (@bad) {
+    my ($what, $o, $re) = @$case;
+    ($rc, $out) = $t->nginx_t(conf(%$o));
+    isnt($rc, 0, "$what fails nginx -t");
+    like($out, $re, '... with a message naming the directive') or diag($out);
+}
+
+# the example configuration, with its paths pointed at this checkout
+make_path("$d/etc/tls", "$d/log");
+system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test "
+       . "-keyout $d/etc/tls/katsuragi.key -out $d/etc/tls/katsuragi.crt "
+       . ">/dev/null 2>&1") == 0 or die 'openssl';
+for my $file ('nginx.conf', 'citizen-katsuragi.conf') {
+    open(my $in, '<', "$top/conf/$file") or die $!;
+    local $/;
+    my $text = <$in>;
+    $text =~ s{/usr/lib/nginx/modules/ngx_shinsei_module\.so}{$t->{module}}g;
+    $text =~ s{/usr/share/ngx-shinsei/html}{$top/html}g;
+    $text =~ s{/etc/ngx-shinsei/tls}{$d/etc/tls}g;
+    $text =~ s{/etc/ngx-shinsei/}{$d/etc/}g;
+    $text =~ s{/var/log/nginx/}{$d/log/}g;
+    $text =~ s{/run/nginx\.pid}{$d/nginx.pid}g;
+    $text =~ s{^user www-data;}{}m;
+    $text =~ s{include /etc/nginx/mime\.types;}{include /etc/nginx/mime.types;};
+    open(my $outf, '>', "$d/etc/$file") or die $!;
+    print $outf $text;
+    close $outf;
+}
+$out = `/usr/sbin/nginx -t -p $d/ -c $d/etc/nginx.conf 2>&1`;
+is($? >> 8, 0, 'the example configuration in conf/ passes nginx -t')
+    or diag($out);
+
+$t->done;
+done_testing;

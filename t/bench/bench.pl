@@ -1,0 +1,102 @@
+#!/usr/bin/env perl
+# ./build.sh bench: the catalogue page (one query, a rendered template)
+# against a static file of the same nginx, at 64 and 1,000 connections,
+# 2 workers, measured with wrk.  Prints req/s and p50/p99 for each run,
+# each worker's RSS before and after, and last:
+#   bench: page_rps=N static_rps=N ratio=R p99_ms=N errors=N
+# where the figures are those of the catalogue page at 1,000 connections.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use ShinseiTest;
+use Test::More ();
+
+my $duration = $ENV{SHINSEI_BENCH_SECONDS} || 10;
+my $threads = $ENV{SHINSEI_BENCH_THREADS} || 2;
+
+# the harness speaks TAP; keep its few checks quiet here
+Test::More->builder->output(\*STDERR);
+Test::More->builder->no_ending(1);
+
+my $t = ShinseiTest->new(own_pg => 1, workers => 2, pool => 8,
+                         log_level => 'warn',
+                         access_log_opts => 'combined buffer=256k flush=1s');
+
+my @workers = $t->worker_pids;
+
+sub rss_kb {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/status") or return 0;
+    while (my $line = <$fh>) {
+        return $1 if $line =~ /^VmRSS:\s+(\d+)/;
+    }
+    return 0;
+}
+
+sub to_ms {
+    my ($v, $unit) = @_;
+    return $unit eq 'us' ? $v / 1000 : $unit eq 's' ? $v * 1000 : $v;
+}
+
+sub wrk {
+    my ($path, $conns) = @_;
+    my $url = $t->url($path);
+    my $out = `ulimit -n 20000 2>/dev/null; wrk -t$threads -c$conns -d${duration}s --latency $url 2>&1`;
+    my %r = (conns => $conns, path => $path);
+    ($r{rps}) = $out =~ /Requests\/sec:\s+([\d.]+)/;
+    ($r{requests}) = $out =~ /(\d+) requests in/;
+    for my $p (50, 99) {
+        my ($v, $u) = $out =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\s*$/m;
+        $r{"p$p"} = defined $v ? to_ms($v, $u) : -1;
+    }
+    my $errors = 0;
+    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
+        $errors += $1 + $2 + $3 + $4;
+    }
+    $errors += $1 if $out =~ /Non-2xx or 3xx responses: (\d+)/;
+    $r{errors} = $errors;
+    die "wrk failed:\n$out" unless defined $r{rps};
+    return \%r;
+}
+
+# warm up: connections opened, templates and pages in the caches
+wrk('/', 16) for 1;
+
+my %rss_before = map { $_ => rss_kb($_) } @workers;
+
+my @runs;
+my $total = 0;
+for my $conns (64, 1000) {
+    for my $path ('/', '/static/css/site.css') {
+        my $r = wrk($path, $conns);
+        push @runs, $r;
+        $total += $r->{requests};
+        printf "%-22s %5d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d\n",
+            $path eq '/' ? 'catalogue page' : 'static file', $conns,
+            $r->{rps}, $r->{p50}, $r->{p99}, $r->{errors};
+    }
+}
+
+# the rest of the 100,000 requests, if the runs above fell short
+while ($total < 100_000) {
+    my $r = wrk('/', 64);
+    $total += $r->{requests};
+}
+
+my %rss_after = map { $_ => rss_kb($_) } @workers;
+for my $pid (@workers) {
+    printf "worker %d RSS: %d kB before, %d kB after %d requests (%+d kB)\n",
+        $pid, $rss_before{$pid}, $rss_after{$pid}, $total,
+        $rss_after{$pid} - $rss_before{$pid};
+}
+
+my ($page) = grep { $_->{path} eq '/' && $_->{conns} == 1000 } @runs;
+my ($static) = grep { $_->{path} ne '/' && $_->{conns} == 1000 } @runs;
+
+$t->done;
+
+printf "bench: page_rps=%.0f static_rps=%.0f ratio=%.2f p99_ms=%.1f errors=%d\n",
+    $page->{rps}, $static->{rps}, $page->{rps} / $static->{rps},
+    $page->{p99}, $page->{errors};
