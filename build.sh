@@ -197,6 +197,7 @@ free_port() {
 
 cmd_test() {
     cmd_build
+    "$TOP/t/browser/install.sh"
     local dir="$BUILD/test-pg" port status=0
     port=$(free_port)
     cmd_pg_down "$dir"
@@ -291,6 +292,8 @@ events {
 }
 
 http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
     access_log $VAR/log/access.log;
     client_body_temp_path $VAR/nginx/tmp/body;
     proxy_temp_path $VAR/nginx/tmp/proxy;

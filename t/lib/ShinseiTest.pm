@@ -204,6 +204,8 @@ events {
     worker_connections 4096;
 }
 http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
     access_log $d/access.log @{[ $self->{access_log_opts} // '' ]};
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;

@@ -1,0 +1,119 @@
+# Accessibility in a real browser: headless Chromium (Debian's) visits the
+# pages listed in t/browser/pages.mjs at 1280 and 320 px wide and runs
+# axe-core (WCAG 2.0/2.1 A and AA), a reflow check (no sideways scrolling)
+# and a keyboard check of the skip link.  One ok() per page, width and
+# check; axe's findings are in the diagnostics.
+#
+# Needs chromium and t/browser/node_modules: t/browser/install.sh installs
+# both (./build.sh does).  Missing, they fail this test; they never skip it.
+#
+#   prove -I t/lib t/080-browser.t
+#   A11Y_ONLY=/procedures prove -v -I t/lib t/080-browser.t   # some pages
+#   A11Y_SCREENSHOTS=/tmp/shots prove -I t/lib t/080-browser.t # PNGs
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use ShinseiTest;
+
+binmode(Test::More->builder->$_, ':encoding(UTF-8)')
+    for qw(output failure_output todo_output);
+
+my $dir = "$FindBin::Bin/browser";
+my $chromium = $ENV{SHINSEI_CHROMIUM} || '/usr/bin/chromium';
+my $install = 't/browser/install.sh (as root; ./build.sh build runs it)';
+
+# --- what the browser tests need ----------------------------------------
+
+my @missing;
+my $node = `node --version 2>/dev/null` // '';
+if ($node !~ /^v(\d+)\./) {
+    push @missing, 'node is not installed (apt-get install nodejs npm)';
+} elsif ($1 < 20) {
+    chomp $node;
+    push @missing, "node $node is too old; playwright-core needs 20 or later";
+}
+push @missing, "$chromium is missing" unless -x $chromium;
+
+# node_modules must hold exactly what package-lock.json pins
+my $lock = eval { read_json("$dir/package-lock.json") };
+if (!$lock) {
+    push @missing, "cannot read t/browser/package-lock.json: $@";
+} else {
+    for my $key (sort grep { m{^node_modules/} } keys %{ $lock->{packages} }) {
+        my $want = $lock->{packages}{$key}{version};
+        my $have = eval { read_json("$dir/$key/package.json")->{version} };
+        if (!defined $have) {
+            push @missing, "t/browser/$key is not installed";
+        } elsif ($have ne $want) {
+            push @missing, "t/browser/$key is $have, package-lock.json pins $want";
+        }
+    }
+}
+
+if (@missing) {
+    fail('the browser tests can run');
+    diag("$_") for @missing;
+    diag("run $install");
+    done_testing;
+    exit;
+}
+
+# --- the checks -----------------------------------------------------------
+
+my $t = ShinseiTest->new;
+
+my @cmd = ('node', "$dir/a11y.mjs", $t->url(''));
+push @cmd, '--only', $ENV{A11Y_ONLY} if $ENV{A11Y_ONLY};
+push @cmd, '--screenshots', $ENV{A11Y_SCREENSHOTS} if $ENV{A11Y_SCREENSHOTS};
+
+my $errfile = "$t->{dir}/a11y.stderr";
+open(my $saved, '>&', \*STDERR) or die "dup STDERR: $!";
+open(STDERR, '>', $errfile) or die "$errfile: $!";
+my $pid = open(my $out, '-|', @cmd);
+open(STDERR, '>&', $saved) or die "restore STDERR: $!";
+$pid or BAIL_OUT("cannot run node: $!");
+
+my $json = JSON::PP->new->utf8;
+my ($done, $tests) = (undef, 0);
+{
+    # a11y.mjs stops itself after A11Y_TIMEOUT_MS (240 s); this is the
+    # fence if node itself hangs
+    local $SIG{ALRM} = sub { diag('a11y.mjs ran over 300 s; killing it');
+                             kill 'TERM', $pid };
+    alarm 300;
+    while (my $line = <$out>) {
+        my $m = eval { $json->decode($line) };
+        if (!$m) {
+            note("a11y.mjs: $line");
+        } elsif ($m->{type} eq 'test') {
+            $tests++;
+            ok($m->{ok}, $m->{name}) or diag($m->{diag} // '');
+        } elsif ($m->{type} eq 'note') {
+            note($m->{text});
+        } elsif ($m->{type} eq 'done') {
+            $done = $m;
+        }
+    }
+    alarm 0;
+}
+close $out;
+my $status = $? >> 8;
+
+ok($done && $status == 0 && $tests > 0, 'the browser checks ran to the end')
+    or diag("a11y.mjs exited $status after $tests checks:\n"
+            . $t->slurp($errfile));
+
+$t->done;
+done_testing;
+
+
+sub read_json {
+    my ($file) = @_;
+    open(my $fh, '<', $file) or die "$file: $!\n";
+    local $/;
+    return JSON::PP->new->utf8->decode(<$fh>);
+}
