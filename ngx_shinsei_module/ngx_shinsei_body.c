@@ -453,8 +453,23 @@ ngx_shinsei_body_param(u_char *p, u_char *last, const char *name,
 
     while (p < last) {
 
-        p = ngx_strlchr(p, last, ';');
-        if (p == NULL) {
+        /* the next ';' outside a quoted string */
+
+        while (p < last && *p != ';') {
+            if (*p++ == '"') {
+                while (p < last && *p != '"') {
+                    p++;
+                }
+
+                if (p == last) {
+                    return NGX_ERROR;
+                }
+
+                p++;
+            }
+        }
+
+        if (p == last) {
             return NGX_DECLINED;
         }
 

@@ -11,12 +11,15 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_thread_pool.h>
 #include <cjson/cJSON.h>
 
 
 #define NGX_SHINSEI_APP_NONE          0
 #define NGX_SHINSEI_APP_CITIZEN       1
 #define NGX_SHINSEI_APP_ERROR         2
+
+#define NGX_SHINSEI_HTTP_UNPROCESSABLE  422
 
 
 typedef struct ngx_shinsei_tmpl_set_s   ngx_shinsei_tmpl_set_t;
@@ -36,6 +39,36 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                  id;
+    u_char                     key[32];
+} ngx_shinsei_data_key_t;
+
+
+typedef struct {
+    u_char                     index_key[32];
+    ngx_array_t                keys;         /* the last one encrypts */
+} ngx_shinsei_keys_t;
+
+
+typedef struct {
+    ngx_uint_t                 ln;           /* log2 of scrypt's N */
+    ngx_uint_t                 r;
+    ngx_uint_t                 p;
+} ngx_shinsei_kdf_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  url;
+    ngx_str_t                  user;
+    ngx_str_t                  password;
+    ngx_flag_t                 starttls;
+    ngx_msec_t                 timeout;
+    ngx_msec_t                 retry;
+    ngx_uint_t                 attempts;
+} ngx_shinsei_smtp_conf_t;
+
+
+typedef struct {
     ngx_shinsei_db_conf_t      db;
     ngx_str_t                  templates_path;
     ngx_shinsei_tmpl_set_t    *templates;
@@ -43,6 +76,13 @@ typedef struct {
     time_t                     session_absolute;
     ngx_array_t                tenants;      /* ngx_shinsei_tenant_t * */
     ngx_uint_t                 used;         /* shinsei_app was given */
+
+    ngx_shinsei_keys_t        *keys;
+    ngx_shinsei_kdf_conf_t     kdf;
+    ngx_str_t                  thread_pool_name;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_array_t               *blocklist;    /* sorted ngx_str_t */
+    ngx_shinsei_smtp_conf_t    smtp;
 } ngx_shinsei_main_conf_t;
 
 
@@ -50,6 +90,8 @@ typedef struct {
     ngx_str_t                  tenant;
     ngx_shinsei_tenant_t      *cache;
     ngx_flag_t                 insecure_cookie;
+    ngx_str_t                  site_url;     /* for links in mails */
+    ngx_str_t                  mail_from;
 } ngx_shinsei_srv_conf_t;
 
 
@@ -73,10 +115,12 @@ typedef struct {
     u_char                     hash[32];     /* SHA-256 of the id */
     ngx_str_t                  csrf;
     int64_t                    citizen_id;
-    cJSON                     *flash;
+    ngx_str_t                  name;         /* of the resident */
+    ngx_str_t                  email;
     unsigned                   valid:1;
     unsigned                   created:1;
     unsigned                   expired:1;
+    unsigned                   ended:1;
 } ngx_shinsei_session_t;
 
 
@@ -94,6 +138,9 @@ struct ngx_shinsei_ctx_s {
     ngx_shinsei_session_t      session;
     ngx_shinsei_tenant_t      *tenant;
     cJSON                     *view;
+    ngx_array_t               *errors;       /* of the form */
+    ngx_str_t                  token;        /* from a mail's link */
+    void                      *data;         /* a handler's own state */
     unsigned                   tenant_done:1;
     unsigned                   session_done:1;
     unsigned                   csrf_done:1;

@@ -11,6 +11,7 @@
 
 
 #include "ngx_shinsei_db.h"
+#include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_handler.h"
 
 
@@ -152,6 +153,59 @@ ngx_shinsei_db_error_is(PGresult *res, const char *sqlstate)
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
     return state && ngx_strcmp(state, sqlstate) == 0;
+}
+
+
+/* a copy in the request pool: results do not outlive done() */
+
+ngx_int_t
+ngx_shinsei_db_value(ngx_http_request_t *r, PGresult *res, int row, int col,
+    ngx_str_t *out)
+{
+    if (row >= PQntuples(res) || col >= PQnfields(res)
+        || PQgetisnull(res, row, col))
+    {
+        ngx_str_null(out);
+        return NGX_DECLINED;
+    }
+
+    out->len = PQgetlength(res, row, col);
+    out->data = ngx_pnalloc(r->pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, PQgetvalue(res, row, col), out->len);
+    out->data[out->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_shinsei_db_decrypt(ngx_http_request_t *r, PGresult *res, int row,
+    int col, const char *aad, ngx_str_t *out)
+{
+    ngx_str_t  enc;
+
+    if (row >= PQntuples(res) || col >= PQnfields(res)
+        || PQgetisnull(res, row, col))
+    {
+        ngx_str_null(out);
+        return NGX_DECLINED;
+    }
+
+    enc.data = (u_char *) PQgetvalue(res, row, col);
+    enc.len = PQgetlength(res, row, col);
+
+    if (ngx_shinsei_decrypt(r->pool, &enc, aad, out) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "cannot decrypt a \"%s\" "
+                      "value: wrong or missing data key", aad);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

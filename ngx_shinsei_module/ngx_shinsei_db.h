@@ -30,6 +30,10 @@ ngx_int_t ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res);
 cJSON *ngx_shinsei_db_json(PGresult *res, int row, int col);
 ngx_uint_t ngx_shinsei_db_error_is(PGresult *res, const char *sqlstate);
+ngx_int_t ngx_shinsei_db_value(ngx_http_request_t *r, PGresult *res,
+    int row, int col, ngx_str_t *out);
+ngx_int_t ngx_shinsei_db_decrypt(ngx_http_request_t *r, PGresult *res,
+    int row, int col, const char *aad, ngx_str_t *out);
 
 
 #endif /* _NGX_SHINSEI_DB_H_INCLUDED_ */

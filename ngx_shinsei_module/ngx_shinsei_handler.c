@@ -20,6 +20,9 @@
 
 static void ngx_shinsei_body_ready(ngx_http_request_t *r);
 static void ngx_shinsei_run(ngx_http_request_t *r);
+static void ngx_shinsei_check_broken(ngx_http_request_t *r);
+static ngx_int_t ngx_shinsei_login_redirect(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_error_app(ngx_http_request_t *r);
 static ngx_shinsei_ctx_t *ngx_shinsei_get_ctx(ngx_http_request_t *r);
 static void ngx_shinsei_view_cleanup(void *data);
@@ -99,6 +102,10 @@ ngx_shinsei_handler(ngx_http_request_t *r)
 
     r->main->count++;
 
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_shinsei_check_broken;
+    }
+
     ngx_shinsei_run(r);
 
     return NGX_DONE;
@@ -131,6 +138,11 @@ ngx_shinsei_continue(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         }
     }
 
+    if ((rt->flags & NGX_SHINSEI_ROUTE_LOGIN) && ctx->session.citizen_id == 0)
+    {
+        return ngx_shinsei_login_redirect(r, ctx);
+    }
+
     if (r->method == NGX_HTTP_POST && !ctx->csrf_done) {
         ctx->csrf_done = 1;
         ctx->csrf_ok = ngx_shinsei_session_csrf_ok(r, ctx);
@@ -156,8 +168,16 @@ ngx_shinsei_finish(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
+    if (rc == NGX_ERROR && !r->header_sent) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (rc >= NGX_HTTP_BAD_REQUEST) {
         rc = ngx_shinsei_error_page(r, rc);
+    }
+
+    if (r->read_event_handler == ngx_shinsei_check_broken) {
+        r->read_event_handler = ngx_http_block_reading;
     }
 
     ngx_http_finalize_request(r, rc);
@@ -276,6 +296,19 @@ ngx_shinsei_redirect(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
 
 ngx_int_t
+ngx_shinsei_redirect_to(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    const char *location)
+{
+    ngx_str_t  loc;
+
+    loc.data = (u_char *) location;
+    loc.len = ngx_strlen(location);
+
+    return ngx_shinsei_redirect(r, ctx, &loc);
+}
+
+
+ngx_int_t
 ngx_shinsei_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
     ngx_str_t *body)
 {
@@ -371,7 +404,7 @@ ngx_shinsei_error_page(ngx_http_request_t *r, ngx_uint_t status)
     }
 
     if (status == NGX_HTTP_NOT_ALLOWED && ctx->allow) {
-        value.data = ngx_pnalloc(r->pool, sizeof("GET, HEAD, POST"));
+        value.data = ngx_pnalloc(r->pool, sizeof("GET, HEAD, POST, "));
         if (value.data == NULL) {
             return status;
         }
@@ -429,7 +462,80 @@ ngx_shinsei_add_header(ngx_http_request_t *r, const char *key,
 static void
 ngx_shinsei_body_ready(ngx_http_request_t *r)
 {
+    r->read_event_handler = ngx_shinsei_check_broken;
+
     ngx_shinsei_run(r);
+}
+
+
+/*
+ * A resident who gives up (closes the tab, a load balancer times out)
+ * does not keep a database connection or a place in the queue: the
+ * request ends at once and its query is cancelled (its pool cleanup).
+ */
+
+static void
+ngx_shinsei_check_broken(ngx_http_request_t *r)
+{
+    int                n;
+    char               buf[1];
+    ngx_err_t          err;
+    ngx_event_t       *ev;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+    ev = c->read;
+
+    if (c->error) {
+        goto gone;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        /* a reset stream sets c->error */
+        return;
+    }
+#endif
+
+#if (NGX_HAVE_EPOLLRDHUP)
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+        if (!ev->pending_eof) {
+            return;
+        }
+
+        ev->eof = 1;
+        c->error = 1;
+        goto gone;
+    }
+#endif
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n > 0) {
+        /* a pipelined request waits its turn */
+
+        if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && ev->active) {
+            (void) ngx_del_event(ev, NGX_READ_EVENT, 0);
+        }
+
+        return;
+    }
+
+    if (n == -1 && err == NGX_EAGAIN) {
+        return;
+    }
+
+    ev->eof = 1;
+    c->error = 1;
+
+gone:
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  ngx_shinsei_log_prefix "client went away while its "
+                  "request was waiting");
+
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
 
@@ -481,6 +587,43 @@ ngx_shinsei_error_app(ngx_http_request_t *r)
 }
 
 
+/*
+ * To the login page, and back here after it: "next" is this page (a GET
+ * only; a refused POST comes back to its form's page).
+ */
+
+static ngx_int_t
+ngx_shinsei_login_redirect(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      len;
+    uintptr_t   escape;
+    ngx_str_t   location;
+
+    escape = ngx_escape_uri(NULL, r->uri.data, r->uri.len, NGX_ESCAPE_ARGS);
+
+    len = sizeof("/login?next=") - 1 + r->uri.len + 2 * escape
+          + sizeof("&expired=1") - 1;
+
+    location.data = ngx_pnalloc(r->pool, len);
+    if (location.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(location.data, "/login?next=", sizeof("/login?next=") - 1);
+    p = (u_char *) ngx_escape_uri(p, r->uri.data, r->uri.len,
+                                  NGX_ESCAPE_ARGS);
+
+    if (ctx->session.expired) {
+        p = ngx_cpymem(p, "&expired=1", sizeof("&expired=1") - 1);
+    }
+
+    location.len = p - location.data;
+
+    return ngx_shinsei_redirect(r, ctx, &location);
+}
+
+
 static ngx_shinsei_ctx_t *
 ngx_shinsei_get_ctx(ngx_http_request_t *r)
 {
@@ -513,7 +656,9 @@ ngx_shinsei_view_cleanup(void *data)
 static ngx_int_t
 ngx_shinsei_site(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx, cJSON *view)
 {
-    cJSON  *site, *city;
+    u_char     *p, key[40];
+    cJSON      *site, *city;
+    ngx_str_t  *m;
 
     cJSON_DeleteItemFromObjectCaseSensitive(view, "site");
 
@@ -526,6 +671,32 @@ ngx_shinsei_site(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx, cJSON *view)
 
     if (city && cJSON_AddItemReferenceToObject(site, "city", city) == 0) {
         return NGX_ERROR;
+    }
+
+    /* "?m=name" after a redirect: the page says what happened */
+
+    m = ngx_shinsei_field(ctx->args, "m");
+
+    if (m && m->len && m->len <= 32) {
+        for (p = m->data; p < m->data + m->len; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || *p == '_')) {
+                break;
+            }
+        }
+
+        if (p == m->data + m->len) {
+            *ngx_snprintf(key, sizeof(key) - 1, "m_%V", m) = '\0';
+
+            if (cJSON_AddTrueToObject(site, (char *) key) == NULL) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    m = ngx_shinsei_field(ctx->args, "expired");
+
+    if (m && m->len == 1 && m->data[0] == '1') {
+        ctx->session.expired = 1;
     }
 
     return ngx_shinsei_session_view(r, ctx, site);

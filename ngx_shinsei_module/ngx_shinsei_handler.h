@@ -21,6 +21,8 @@ ngx_int_t ngx_shinsei_render(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *name, ngx_uint_t status);
 ngx_int_t ngx_shinsei_redirect(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_str_t *location);
+ngx_int_t ngx_shinsei_redirect_to(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, const char *location);
 ngx_int_t ngx_shinsei_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body);
 ngx_int_t ngx_shinsei_error_page(ngx_http_request_t *r, ngx_uint_t status);

@@ -26,7 +26,8 @@ typedef enum {
     NGX_SHINSEI_PG_CONN_CONNECTING,
     NGX_SHINSEI_PG_CONN_IDLE,
     NGX_SHINSEI_PG_CONN_SENDING,
-    NGX_SHINSEI_PG_CONN_RECEIVING
+    NGX_SHINSEI_PG_CONN_RECEIVING,
+    NGX_SHINSEI_PG_CONN_LISTENING
 } ngx_shinsei_pg_conn_state_e;
 
 
@@ -38,9 +39,9 @@ typedef struct {
     PGresult                      *result;
     ngx_queue_t                    queue;
     uint8_t                        prepared[NGX_SHINSEI_PG_MAX_STMTS / 8];
+    ngx_uint_t                     preparing;    /* statement id, or 0 */
+    ngx_msec_t                     deadline;     /* of the connect */
     unsigned                       reused:1;
-    unsigned                       draining:1;
-    unsigned                       preparing:1;
 } ngx_shinsei_pg_conn_t;
 
 
@@ -53,18 +54,32 @@ typedef struct {
     ngx_msec_t                     retry_at;
     ngx_uint_t                     nstmts;
     ngx_shinsei_pg_stats_t         stats;
+
+    /* one more connection, outside the pool, for LISTEN */
+    ngx_shinsei_pg_conn_t          listener;
+    char                          *listen_sql;
+    ngx_str_t                      channel;
+    ngx_shinsei_pg_notify_pt       notify;
+    void                          *notify_data;
+    ngx_event_t                    listen_retry;
+    ngx_msec_t                     listen_backoff;
+    unsigned                       exiting:1;
 } ngx_shinsei_pg_pool_t;
 
 
 static void ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q);
 static ngx_int_t ngx_shinsei_pg_connect(void);
+static ngx_int_t ngx_shinsei_pg_open(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_listen_retry(ngx_event_t *ev);
+static void ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_event_handler(ngx_event_t *ev);
 static void ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_query_t *q);
 static ngx_int_t ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_query_t *q);
-static void ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc);
+static ngx_int_t ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_refill(void);
 static void ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
@@ -86,6 +101,7 @@ static void ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what,
 
 
 static ngx_shinsei_pg_pool_t  *ngx_shinsei_pg_pool;
+static ngx_connection_t        ngx_shinsei_pg_dummy;
 
 
 ngx_int_t
@@ -129,10 +145,20 @@ ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    pool->exiting = 1;
+
     for (i = 0; i < pool->conf->pool_size; i++) {
         if (pool->conns[i].state != NGX_SHINSEI_PG_CONN_FREE) {
             ngx_shinsei_pg_close(&pool->conns[i]);
         }
+    }
+
+    if (pool->listener.state != NGX_SHINSEI_PG_CONN_FREE) {
+        ngx_shinsei_pg_close(&pool->listener);
+    }
+
+    if (pool->listen_retry.timer_set) {
+        ngx_del_timer(&pool->listen_retry);
     }
 
     ngx_shinsei_pg_pool = NULL;
@@ -183,7 +209,6 @@ ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q)
     if (pc != NULL) {
         /* the result is read and thrown away; the connection stays */
         pc->query = NULL;
-        pc->draining = 1;
         pc->c->log = ngx_shinsei_pg_pool->log;
         pc->c->read->log = ngx_shinsei_pg_pool->log;
         pc->c->write->log = ngx_shinsei_pg_pool->log;
@@ -227,6 +252,52 @@ ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
 
         st->open++;
     }
+}
+
+
+/*
+ * Keeps a connection LISTENing on a channel and calls notify() on each
+ * notification; it reconnects by itself after the server went away, and
+ * notify() is called once then too, as notifications may have been lost.
+ */
+
+ngx_int_t
+ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
+    ngx_shinsei_pg_notify_pt notify, void *data)
+{
+    u_char                 *p;
+    size_t                  len;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    len = ngx_strlen(channel);
+
+    p = ngx_pnalloc(cycle->pool, sizeof("LISTEN ") + len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_sprintf(p, "LISTEN %s", channel) = '\0';
+
+    pool->listen_sql = (char *) p;
+    pool->channel.data = p + 7;
+    pool->channel.len = len;
+    pool->notify = notify;
+    pool->notify_data = data;
+
+    ngx_shinsei_pg_dummy.fd = (ngx_socket_t) -1;
+
+    pool->listen_retry.handler = ngx_shinsei_pg_listen_retry;
+    pool->listen_retry.log = pool->log;
+    pool->listen_retry.data = &ngx_shinsei_pg_dummy;
+    pool->listen_retry.cancelable = 1;
+
+    if (ngx_shinsei_pg_open(&pool->listener) != NGX_OK) {
+        ngx_add_timer(&pool->listen_retry, 1000);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -284,21 +355,30 @@ ngx_shinsei_pg_connect(void)
 {
     ngx_uint_t              i;
     ngx_shinsei_pg_pool_t  *pool;
-    ngx_shinsei_pg_conn_t  *pc;
 
     pool = ngx_shinsei_pg_pool;
-    pc = NULL;
 
     for (i = 0; i < pool->conf->pool_size; i++) {
         if (pool->conns[i].state == NGX_SHINSEI_PG_CONN_FREE) {
-            pc = &pool->conns[i];
-            break;
+            if (ngx_shinsei_pg_open(&pool->conns[i]) != NGX_OK) {
+                ngx_shinsei_pg_backoff();
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
         }
     }
 
-    if (pc == NULL) {
-        return NGX_DECLINED;
-    }
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_shinsei_pg_open(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
 
     pool->stats.connects++;
 
@@ -308,7 +388,7 @@ ngx_shinsei_pg_connect(void)
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
                       ngx_shinsei_log_prefix "PQconnectStart() failed: "
                       "out of memory");
-        goto failed;
+        return NGX_ERROR;
     }
 
     if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
@@ -325,9 +405,9 @@ ngx_shinsei_pg_connect(void)
 
     PQsetNoticeProcessor(pc->pgconn, ngx_shinsei_pg_notice, pool->log);
 
+    pc->deadline = ngx_current_msec + pool->conf->connect_timeout;
     pc->state = NGX_SHINSEI_PG_CONN_CONNECTING;
     pc->reused = 0;
-    pc->draining = 0;
     pc->preparing = 0;
     ngx_memzero(pc->prepared, sizeof(pc->prepared));
 
@@ -336,22 +416,20 @@ ngx_shinsei_pg_connect(void)
     if (ngx_shinsei_pg_watch(pc) != NGX_OK
         || ngx_shinsei_pg_want(pc, 0, 1) != NGX_OK)
     {
+        pool->stats.connect_failures++;
         ngx_shinsei_pg_close(pc);
         return NGX_ERROR;
     }
 
-    ngx_add_timer(pc->c->read, pool->conf->connect_timeout);
+    /* ngx_shinsei_pg_watch() armed the connect timeout */
 
     return NGX_OK;
 
 failed:
 
-    if (pc->pgconn) {
-        PQfinish(pc->pgconn);
-        pc->pgconn = NULL;
-    }
-
-    ngx_shinsei_pg_backoff();
+    PQfinish(pc->pgconn);
+    pc->pgconn = NULL;
+    pool->stats.connect_failures++;
 
     return NGX_ERROR;
 }
@@ -373,7 +451,12 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
             ngx_log_error(NGX_LOG_ERR, ngx_shinsei_pg_pool->log, NGX_ETIMEDOUT,
                           ngx_shinsei_log_prefix
                           "connection to the database timed out");
-            ngx_shinsei_pg_backoff();
+            ngx_shinsei_pg_pool->stats.connect_failures++;
+
+            if (pc != &ngx_shinsei_pg_pool->listener) {
+                ngx_shinsei_pg_backoff();
+            }
+
             ngx_shinsei_pg_close(pc);
             ngx_shinsei_pg_fail_waiting();
             return;
@@ -393,18 +476,16 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
         break;
 
     case NGX_SHINSEI_PG_CONN_SENDING:
-        if (ev->write) {
-            ngx_shinsei_pg_flush(pc);
-            break;
-        }
-
-        if (!PQconsumeInput(pc->pgconn)) {
+        if (!ev->write && !PQconsumeInput(pc->pgconn)) {
             ngx_shinsei_pg_log_error(c->log, "PQconsumeInput()", pc->pgconn);
             ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
             break;
         }
 
-        ngx_shinsei_pg_flush(pc);
+        if (ngx_shinsei_pg_flush(pc) != NGX_OK) {
+            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        }
+
         break;
 
     case NGX_SHINSEI_PG_CONN_RECEIVING:
@@ -413,6 +494,10 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
 
     case NGX_SHINSEI_PG_CONN_IDLE:
         ngx_shinsei_pg_idle_check(pc);
+        break;
+
+    case NGX_SHINSEI_PG_CONN_LISTENING:
+        ngx_shinsei_pg_listen_check(pc);
         break;
 
     default:
@@ -468,6 +553,22 @@ ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc)
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
                        "shinsei: database connection established");
 
+        if (pc == &pool->listener) {
+            if (PQsendQuery(pc->pgconn, pool->listen_sql)) {
+                pc->state = NGX_SHINSEI_PG_CONN_SENDING;
+                ngx_add_timer(pc->c->read, pool->conf->query_timeout);
+
+                if (ngx_shinsei_pg_flush(pc) != NGX_OK) {
+                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+                }
+
+                return;
+            }
+
+            ngx_shinsei_pg_log_error(pool->log, "LISTEN", pc->pgconn);
+            break;
+        }
+
         pool->stats.backoff = 0;
         pc->state = NGX_SHINSEI_PG_CONN_IDLE;
         ngx_shinsei_pg_release(pc);
@@ -476,7 +577,12 @@ ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc)
     default:
         ngx_shinsei_pg_log_error(pool->log, "connection to the database",
                                  pc->pgconn);
-        ngx_shinsei_pg_backoff();
+        pool->stats.connect_failures++;
+
+        if (pc != &pool->listener) {
+            ngx_shinsei_pg_backoff();
+        }
+
         break;
     }
 
@@ -494,7 +600,6 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
 
     pc->query = q;
     pc->result = NULL;
-    pc->draining = 0;
     pc->preparing = 0;
     pc->c->log = q->log;
     pc->c->read->log = q->log;
@@ -502,27 +607,30 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
     pc->c->idle = 0;
     q->conn = pc;
 
-    if (ngx_shinsei_pg_send_query(pc, q) != NGX_OK) {
+    if (ngx_shinsei_pg_send_query(pc, q) != NGX_OK
+        || ngx_shinsei_pg_flush(pc) != NGX_OK)
+    {
+        /* nothing reached the server: a fresh connection may do */
 
-        if (pc->reused && !q->retried) {
-            /* a pooled connection went away while idle: try a fresh one */
+        q->conn = NULL;
+        pc->query = NULL;
+        ngx_shinsei_pg_close(pc);
+
+        if (!q->retried) {
             q->retried = 1;
-            q->conn = NULL;
-            pc->query = NULL;
-            ngx_shinsei_pg_close(pc);
             ngx_shinsei_pg_dispatch(q);
-            return;
+
+        } else {
+            ngx_shinsei_pg_post_done(q, NGX_SHINSEI_PG_UNAVAILABLE);
         }
 
-        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+        ngx_shinsei_pg_refill();
         return;
     }
 
     pc->reused = 1;
 
     ngx_add_timer(pc->c->read, pool->conf->query_timeout);
-
-    ngx_shinsei_pg_flush(pc);
 }
 
 
@@ -564,7 +672,7 @@ ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
         } else {
             ok = PQsendPrepare(pc->pgconn, (char *) name, q->stmt->sql,
                                q->nparams, NULL);
-            pc->preparing = 1;
+            pc->preparing = id;
         }
     }
 
@@ -579,32 +687,22 @@ ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
 }
 
 
-static void
+static ngx_int_t
 ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc)
 {
     switch (PQflush(pc->pgconn)) {
 
     case 0:
         pc->state = NGX_SHINSEI_PG_CONN_RECEIVING;
-
-        if (ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK) {
-            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
-        }
-
-        return;
+        return ngx_shinsei_pg_want(pc, 1, 0);
 
     case 1:
         /* libpq: wait for either, reading consumes input to unblock */
-        if (ngx_shinsei_pg_want(pc, 1, 1) != NGX_OK) {
-            ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
-        }
-
-        return;
+        return ngx_shinsei_pg_want(pc, 1, 1);
 
     default:
         ngx_shinsei_pg_log_error(pc->c->log, "PQflush()", pc->pgconn);
-        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
-        return;
+        return NGX_ERROR;
     }
 }
 
@@ -639,21 +737,27 @@ ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
                 return;
             }
 
-            if (pc->preparing && pc->query) {
-                /* prepared: now the execution itself */
-                id = pc->query->stmt->id;
+            if (pc->preparing) {
+                /* the server holds the statement now, query or not */
+                id = pc->preparing;
                 pc->prepared[id / 8] |= (uint8_t) (1 << (id % 8));
                 pc->preparing = 0;
 
                 PQclear(pc->result);
                 pc->result = NULL;
 
-                if (ngx_shinsei_pg_send_query(pc, pc->query) != NGX_OK) {
-                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+                if (pc->query == NULL) {
+                    /* cancelled meanwhile: nothing more to run */
+                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_OK);
                     return;
                 }
 
-                ngx_shinsei_pg_flush(pc);
+                if (ngx_shinsei_pg_send_query(pc, pc->query) != NGX_OK
+                    || ngx_shinsei_pg_flush(pc) != NGX_OK)
+                {
+                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
+                }
+
                 return;
             }
 
@@ -724,6 +828,24 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
         ngx_del_timer(pc->c->read);
     }
 
+    if (pc == &pool->listener) {
+        PQclear(res);
+
+        if (status != NGX_SHINSEI_PG_OK
+            || ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK)
+        {
+            ngx_shinsei_pg_close(pc);
+            return;
+        }
+
+        /* listening: whatever was missed while away is looked at now */
+
+        pc->state = NGX_SHINSEI_PG_CONN_LISTENING;
+        pool->listen_backoff = 0;
+        pool->notify(&pool->channel, NULL, pool->notify_data);
+        return;
+    }
+
     switch (status) {
 
     case NGX_SHINSEI_PG_OK:
@@ -738,11 +860,13 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     case NGX_SHINSEI_PG_TIMEDOUT:
         pool->stats.timedout++;
         ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
         break;
 
     default:
         pool->stats.unavailable++;
         ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
         break;
     }
 
@@ -771,6 +895,7 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
     {
         /* never hand out a connection left inside a transaction */
         ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
         return;
     }
 
@@ -797,6 +922,7 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
 
     if (ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK) {
         ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
         return;
     }
 
@@ -828,6 +954,81 @@ ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc)
 
     pc->state = NGX_SHINSEI_PG_CONN_FREE;
     pc->query = NULL;
+
+    if (pc == &ngx_shinsei_pg_pool->listener && !ngx_shinsei_pg_pool->exiting
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
+        ngx_shinsei_pg_pool->listen_backoff =
+            ngx_max(NGX_SHINSEI_PG_BACKOFF_MIN,
+                    ngx_min(ngx_shinsei_pg_pool->listen_backoff * 2,
+                            NGX_SHINSEI_PG_BACKOFF_MAX));
+
+        if (!ngx_shinsei_pg_pool->listen_retry.timer_set) {
+            ngx_add_timer(&ngx_shinsei_pg_pool->listen_retry,
+                          ngx_shinsei_pg_pool->listen_backoff);
+        }
+    }
+}
+
+
+static void
+ngx_shinsei_pg_listen_retry(ngx_event_t *ev)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (pool == NULL || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (pool->listener.state == NGX_SHINSEI_PG_CONN_FREE
+        && ngx_shinsei_pg_open(&pool->listener) != NGX_OK)
+    {
+        ngx_shinsei_pg_close(&pool->listener);
+    }
+}
+
+
+static void
+ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_str_t               channel, payload;
+    PGnotify               *notify;
+    ngx_uint_t              seen;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (pc->c->close
+        || !PQconsumeInput(pc->pgconn)
+        || PQstatus(pc->pgconn) != CONNECTION_OK)
+    {
+        if (!pc->c->close) {
+            ngx_shinsei_pg_log_error(pool->log, "the LISTEN connection",
+                                     pc->pgconn);
+        }
+
+        ngx_shinsei_pg_close(pc);
+        return;
+    }
+
+    seen = 0;
+
+    while ((notify = PQnotifies(pc->pgconn)) != NULL) {
+        channel.data = (u_char *) notify->relname;
+        channel.len = ngx_strlen(notify->relname);
+        payload.data = (u_char *) notify->extra;
+        payload.len = ngx_strlen(notify->extra);
+
+        /* a burst of notifications is one call */
+
+        if (!seen++) {
+            pool->notify(&channel, &payload, pool->notify_data);
+        }
+
+        PQfreemem(notify);
+    }
 }
 
 
@@ -851,6 +1052,11 @@ ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc)
         }
 
         /* libpq closed the old socket: nothing is left to unregister */
+
+        if (pc->c->read->timer_set) {
+            ngx_del_timer(pc->c->read);
+        }
+
         pc->c->read->active = 0;
         pc->c->write->active = 0;
         ngx_shinsei_pg_unwatch(pc);
@@ -869,6 +1075,13 @@ ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc)
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
     pc->c = c;
+
+    if (pc->state == NGX_SHINSEI_PG_CONN_CONNECTING) {
+        /* the connect timeout carries over to a socket libpq replaced */
+        ngx_add_timer(c->read,
+                      (ngx_msec_int_t) (pc->deadline - ngx_current_msec) > 0
+                      ? pc->deadline - ngx_current_msec : 1);
+    }
 
     return NGX_OK;
 }
@@ -954,11 +1167,35 @@ ngx_shinsei_pg_backoff(void)
 
     pool = ngx_shinsei_pg_pool;
 
-    pool->stats.connect_failures++;
     pool->stats.backoff = ngx_max(NGX_SHINSEI_PG_BACKOFF_MIN,
                                   ngx_min(pool->stats.backoff * 2,
                                           NGX_SHINSEI_PG_BACKOFF_MAX));
     pool->retry_at = ngx_current_msec + pool->stats.backoff;
+}
+
+
+/*
+ * A connection was discarded: the queries waiting for one get a new
+ * connection if the pool may open one, or fail now if none is left to
+ * serve them, instead of waiting out their queue timeout.
+ */
+
+static void
+ngx_shinsei_pg_refill(void)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (ngx_queue_empty(&pool->waiting) || pool->exiting) {
+        return;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - pool->retry_at) >= 0) {
+        (void) ngx_shinsei_pg_connect();
+    }
+
+    ngx_shinsei_pg_fail_waiting();
 }
 
 

@@ -86,6 +86,9 @@ ngx_int_t ngx_shinsei_pg_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_db_conf_t *conf);
 void ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle);
 
+ngx_int_t ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
+    ngx_shinsei_pg_notify_pt notify, void *data);
+
 void ngx_shinsei_pg_send(ngx_shinsei_pg_query_t *q);
 void ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q);
 void ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st);

@@ -14,10 +14,18 @@
 
 extern ngx_shinsei_route_t  ngx_shinsei_catalogue_routes[];
 extern ngx_shinsei_route_t  ngx_shinsei_health_routes[];
+extern ngx_shinsei_route_t  ngx_shinsei_signup_routes[];
+extern ngx_shinsei_route_t  ngx_shinsei_login_routes[];
+extern ngx_shinsei_route_t  ngx_shinsei_password_routes[];
+extern ngx_shinsei_route_t  ngx_shinsei_mypage_routes[];
 
 
 static ngx_shinsei_route_t  *ngx_shinsei_citizen_app[] = {
     ngx_shinsei_catalogue_routes,
+    ngx_shinsei_signup_routes,
+    ngx_shinsei_login_routes,
+    ngx_shinsei_password_routes,
+    ngx_shinsei_mypage_routes,
     ngx_shinsei_health_routes,
     NULL
 };

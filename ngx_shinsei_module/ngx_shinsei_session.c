@@ -13,6 +13,8 @@
 
 #include "ngx_shinsei_session.h"
 #include "ngx_shinsei_body.h"
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_form.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_router.h"
@@ -27,8 +29,9 @@ static ngx_int_t ngx_shinsei_session_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_uint_t ngx_shinsei_session_insecure(ngx_http_request_t *r);
 static void ngx_shinsei_session_csrf(ngx_str_t *id, u_char *token);
-static void ngx_shinsei_session_hash_hex(ngx_str_t *id, u_char *hex);
-static void ngx_shinsei_session_cleanup(void *data);
+static ngx_int_t ngx_shinsei_session_derive_csrf(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+
 
 
 static ngx_str_t  ngx_shinsei_session_cookie_secure =
@@ -40,22 +43,24 @@ static ngx_str_t  ngx_shinsei_session_cookie_plain = ngx_string("sid");
  * $1 the hash of the presented ID (or ''), $2 the city, $3 and $4 the idle
  * and absolute lifetimes in seconds, $5 the hash of a new ID to create a
  * session under when there is no live one (or '' for none).  The touch is
- * written at most once a minute.
+ * written at most once a minute.  A logged-in session brings its
+ * resident's name and address (encrypted) for the page header.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_session_stmt =
     ngx_shinsei_pg_stmt(
     "WITH old AS ("
-    "  SELECT id_hash, citizen_id, flash,"
-    "         last_seen_at > now() - make_interval(secs => $3::int)"
-    "         AND created_at > now() - make_interval(secs => $4::int)"
+    "  SELECT s.id_hash, s.citizen_id, c.name_enc, c.email_enc,"
+    "         s.last_seen_at > now() - make_interval(secs => $3::int)"
+    "         AND s.created_at > now() - make_interval(secs => $4::int)"
     "         AS live"
-    "  FROM sessions WHERE id_hash = decode($1, 'hex') AND city = $2"
+    "  FROM sessions s"
+    "  LEFT JOIN citizens c ON c.id = s.citizen_id AND c.city = s.city"
+    "  WHERE s.id_hash = decode($1, 'hex') AND s.city = $2"
     "), touch AS ("
-    "  UPDATE sessions s SET last_seen_at = now(), flash = NULL"
+    "  UPDATE sessions s SET last_seen_at = now()"
     "  FROM old WHERE s.id_hash = old.id_hash AND old.live"
-    "  AND (s.last_seen_at < now() - interval '60 seconds'"
-    "       OR s.flash IS NOT NULL)"
+    "  AND s.last_seen_at < now() - interval '60 seconds'"
     "), fresh AS ("
     "  INSERT INTO sessions (id_hash, city)"
     "  SELECT decode($5, 'hex'), $2"
@@ -64,7 +69,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_session_stmt =
     ")"
     " SELECT coalesce((SELECT live FROM old), false),"
     " (SELECT citizen_id FROM old WHERE live),"
-    " (SELECT flash FROM old WHERE live),"
+    " (SELECT name_enc FROM old WHERE live),"
+    " (SELECT email_enc FROM old WHERE live),"
     " EXISTS (SELECT 1 FROM fresh)");
 
 
@@ -113,13 +119,11 @@ ngx_shinsei_session_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
         ctx->session.id.len = value.len;
 
-        params[0].data = ngx_pnalloc(r->pool, 64);
-        if (params[0].data == NULL) {
+        if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, &params[0])
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_shinsei_session_hash_hex(&ctx->session.id, params[0].data);
-        params[0].len = 64;
 
     } else if (!(ctx->route->flags & NGX_SHINSEI_ROUTE_SESSION)) {
         /* an anonymous visit to a page without forms costs no query */
@@ -128,9 +132,7 @@ ngx_shinsei_session_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     }
 
     if (ctx->route->flags & NGX_SHINSEI_ROUTE_SESSION) {
-        if (ngx_shinsei_session_new_id(r->pool, &new_id, &new_hash)
-            != NGX_OK)
-        {
+        if (ngx_shinsei_token(r->pool, &new_id, &new_hash) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -181,6 +183,7 @@ ngx_shinsei_session_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     cJSON *site)
 {
     u_char  *csrf;
+    cJSON   *user;
 
     if (ctx->session.valid) {
         csrf = ngx_pnalloc(r->pool, ctx->session.csrf.len + 1);
@@ -208,11 +211,17 @@ ngx_shinsei_session_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (ctx->session.flash
-        && cJSON_AddItemReferenceToObject(site, "flash", ctx->session.flash)
-           == 0)
-    {
-        return NGX_ERROR;
+    if (ctx->session.citizen_id) {
+        user = cJSON_AddObjectToObject(site, "user");
+
+        if (user == NULL
+            || cJSON_AddStringToObject(user, "name",
+                                       ngx_shinsei_cstr(r->pool,
+                                                        &ctx->session.name))
+               == NULL)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -227,7 +236,7 @@ ngx_shinsei_session_cookie(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     ngx_str_t   value, *name;
     ngx_uint_t  insecure;
 
-    if (!ctx->session.created) {
+    if (!ctx->session.created && !ctx->session.ended) {
         return NGX_OK;
     }
 
@@ -236,14 +245,19 @@ ngx_shinsei_session_cookie(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
                     : &ngx_shinsei_session_cookie_secure;
 
     len = name->len + 1 + ctx->session.id.len
-          + sizeof("; Path=/; Secure; HttpOnly; SameSite=Lax") - 1;
+          + sizeof("; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax") - 1;
 
     value.data = ngx_pnalloc(r->pool, len);
     if (value.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(value.data, "%V=%V; Path=/", name, &ctx->session.id);
+    if (ctx->session.ended) {
+        p = ngx_sprintf(value.data, "%V=; Max-Age=0; Path=/", name);
+
+    } else {
+        p = ngx_sprintf(value.data, "%V=%V; Path=/", name, &ctx->session.id);
+    }
 
     if (!insecure) {
         p = ngx_cpymem(p, "; Secure", 8);
@@ -257,32 +271,59 @@ ngx_shinsei_session_cookie(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 }
 
 
+/*
+ * At login the session gets a new ID (OWASP ASVS 3.2.1): the caller's SQL
+ * deletes the row of *old and inserts one under *fresh.
+ */
+
 ngx_int_t
-ngx_shinsei_session_new_id(ngx_pool_t *pool, ngx_str_t *id,
-    ngx_str_t *hash_hex)
+ngx_shinsei_session_rotate(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *old, ngx_str_t *fresh)
 {
-    u_char     raw[32];
-    ngx_str_t  src;
+    ngx_str_t  id;
 
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    if (ctx->session.id.len) {
+        if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, old)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        ngx_str_set(old, "");
+    }
+
+    if (ngx_shinsei_token(r->pool, &id, fresh) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    id->data = ngx_pnalloc(pool, ngx_base64_encoded_length(sizeof(raw)));
-    hash_hex->data = ngx_pnalloc(pool, 64);
+    ctx->session.id = id;
+    ctx->session.created = 1;
+    ctx->session.valid = 1;
 
-    if (id->data == NULL || hash_hex->data == NULL) {
+    return ngx_shinsei_session_derive_csrf(r, ctx);
+}
+
+
+/* the caller's SQL deletes the session row: the cookie goes too */
+
+ngx_int_t
+ngx_shinsei_session_end(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *hash)
+{
+    if (ctx->session.id.len == 0) {
+        ngx_str_set(hash, "");
+        return NGX_OK;
+    }
+
+    if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, hash) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    src.data = raw;
-    src.len = sizeof(raw);
-
-    ngx_encode_base64url(id, &src);
-    ngx_explicit_memzero(raw, sizeof(raw));
-
-    ngx_shinsei_session_hash_hex(id, hash_hex->data);
-    hash_hex->len = 64;
+    ctx->session.ended = 1;
+    ctx->session.created = 0;
+    ctx->session.valid = 0;
+    ctx->session.citizen_id = 0;
 
     return NGX_OK;
 }
@@ -292,12 +333,11 @@ static ngx_int_t
 ngx_shinsei_session_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    ngx_pool_cleanup_t     *cln;
     ngx_shinsei_session_t  *s;
 
     s = &ctx->session;
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 4) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 5) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -307,43 +347,51 @@ ngx_shinsei_session_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         if (!PQgetisnull(res, 0, 1)) {
             s->citizen_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
                                       PQgetlength(res, 0, 1));
-        }
 
-        if (!PQgetisnull(res, 0, 2)) {
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
+            if (ngx_shinsei_db_decrypt(r, res, 0, 2, "name", &s->name)
+                != NGX_OK
+                || ngx_shinsei_db_decrypt(r, res, 0, 3, "email", &s->email)
+                   != NGX_OK)
+            {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
-
-            s->flash = ngx_shinsei_db_json(res, 0, 2);
-            cln->handler = ngx_shinsei_session_cleanup;
-            cln->data = s->flash;
         }
 
     } else {
         s->expired = s->id.len ? 1 : 0;
         ngx_str_null(&s->id);
 
-        if (PQgetvalue(res, 0, 3)[0] == 't') {
+        if (PQgetvalue(res, 0, 4)[0] == 't') {
             s->id = s->new_id;
             s->valid = 1;
             s->created = 1;
         }
     }
 
-    if (s->valid) {
-        s->csrf.data = ngx_pnalloc(r->pool, NGX_SHINSEI_SESSION_ID_LEN);
-        if (s->csrf.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_shinsei_session_csrf(&s->id, s->csrf.data);
-        s->csrf.len = NGX_SHINSEI_SESSION_ID_LEN;
+    if (s->valid && ngx_shinsei_session_derive_csrf(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->session_done = 1;
 
     return ngx_shinsei_continue(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_session_derive_csrf(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx)
+{
+    ctx->session.csrf.data = ngx_pnalloc(r->pool,
+                                         NGX_SHINSEI_SESSION_ID_LEN);
+    if (ctx->session.csrf.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shinsei_session_csrf(&ctx->session.id, ctx->session.csrf.data);
+    ctx->session.csrf.len = NGX_SHINSEI_SESSION_ID_LEN;
+
+    return NGX_OK;
 }
 
 
@@ -405,22 +453,4 @@ ngx_shinsei_session_csrf(ngx_str_t *id, u_char *token)
     dst.data = token;
 
     ngx_encode_base64url(&dst, &src);
-}
-
-
-static void
-ngx_shinsei_session_hash_hex(ngx_str_t *id, u_char *hex)
-{
-    u_char  digest[SHA256_DIGEST_LENGTH];
-
-    (void) EVP_Digest(id->data, id->len, digest, NULL, EVP_sha256(), NULL);
-
-    ngx_hex_dump(hex, digest, sizeof(digest));
-}
-
-
-static void
-ngx_shinsei_session_cleanup(void *data)
-{
-    cJSON_Delete(data);
 }

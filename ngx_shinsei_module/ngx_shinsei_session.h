@@ -22,8 +22,10 @@ ngx_int_t ngx_shinsei_session_view(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, cJSON *site);
 ngx_int_t ngx_shinsei_session_cookie(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
-ngx_int_t ngx_shinsei_session_new_id(ngx_pool_t *pool, ngx_str_t *id,
-    ngx_str_t *hash_hex);
+ngx_int_t ngx_shinsei_session_rotate(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *old, ngx_str_t *fresh);
+ngx_int_t ngx_shinsei_session_end(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *hash);
 
 
 #endif /* _NGX_SHINSEI_SESSION_H_INCLUDED_ */

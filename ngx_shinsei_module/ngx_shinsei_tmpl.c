@@ -1207,7 +1207,9 @@ ngx_shinsei_tmpl_value(ngx_shinsei_tmpl_out_t *o, cJSON *v,
     }
 
     if (cJSON_IsNumber(v)) {
-        if (v->valuedouble == (double) (int64_t) v->valuedouble) {
+        if (v->valuedouble > -9.0e15 && v->valuedouble < 9.0e15
+            && v->valuedouble == (double) (int64_t) v->valuedouble)
+        {
             p = ngx_sprintf(num, "%L", (int64_t) v->valuedouble);
 
         } else {

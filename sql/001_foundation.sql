@@ -69,9 +69,7 @@ CREATE TABLE sessions (
     citizen_id        bigint,
     created_at        timestamptz NOT NULL DEFAULT now(),
     last_seen_at      timestamptz NOT NULL DEFAULT now(),
-    authenticated_at  timestamptz,
-    flash             jsonb,
-    data              jsonb NOT NULL DEFAULT '{}'
+    authenticated_at  timestamptz
 );
 
 CREATE INDEX sessions_last_seen ON sessions (last_seen_at);

@@ -12,11 +12,18 @@ my $t = ShinseiTest->new(no_start => 1);
 my $top = $ShinseiTest::TOP;
 my $d = $t->{dir};
 
+my $mail = "shinsei_data_keys $d/data.keys;\n"
+         . "shinsei_smtp smtp://127.0.0.1:25;\n";
+my $site = "shinsei_site_url https://example.jp; "
+         . "shinsei_mail_from noreply\@example.jp;";
+
 sub conf {
     my (%o) = @_;
     my $http = $o{http} // qq{shinsei_db "host=/tmp dbname=x";\n}
                          . "shinsei_templates $top/html/templates;";
-    my $server = $o{server} // 'shinsei_tenant katsuragi;';
+    $http = "$mail$http" unless $o{no_mail};
+    my $server = ($o{server} // 'shinsei_tenant katsuragi;')
+               . ($o{no_site} ? '' : $site);
     my $location = $o{location} // 'shinsei_app citizen;';
     return "load_module $t->{module};\n"
          . "error_log $d/check.log;\n"
@@ -27,6 +34,10 @@ sub conf {
          . "  }\n"
          . "}\n";
 }
+
+open(my $bk, '>', "$d/bad.keys") or die $!;
+print $bk "index " . ('ab' x 32) . "\nkey k1 abcdef\n";
+close $bk;
 
 my ($rc, $out) = $t->nginx_t(conf());
 is($rc, 0, 'a complete configuration passes nginx -t') or diag($out);
@@ -66,6 +77,30 @@ my @bad = (
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates;
                    shinsei_session_timeout 1h 10m;} },
       qr{"shinsei_session_timeout" takes an idle and an absolute time} ],
+    [ 'a citizen site without data keys',
+      { no_mail => 1 },
+      qr{"shinsei_app" needs "shinsei_data_keys"} ],
+    [ 'a citizen site without its URL and sender',
+      { no_site => 1 },
+      qr{"shinsei_app" needs "shinsei_site_url" and "shinsei_mail_from"} ],
+    [ 'a key file with a short key',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/bad.keys;} , no_mail => 1 },
+      qr{"shinsei_data_keys": line 2 of ".*bad\.keys" is not} ],
+    [ 'a missing key file',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/none.keys;}, no_mail => 1 },
+      qr{"shinsei_data_keys": cannot open} ],
+    [ 'an smtp URL of another scheme',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/data.keys; shinsei_smtp http://x;}, no_mail => 1 },
+      qr{"shinsei_smtp": "http://x" is not an smtp:// or smtps:// URL} ],
+    [ 'an scrypt cost out of range',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_password_kdf ln=30 r=8 p=1;} },
+      qr{"shinsei_password_kdf": invalid parameter "ln=30"} ],
+    [ 'a site URL that is not http(s)',
+      { server => 'shinsei_tenant katsuragi; shinsei_site_url ftp://x; shinsei_mail_from a@b.jp;', no_site => 1 },
+      qr{"shinsei_site_url": "ftp://x" is not an http:// or https:// URL} ],
+    [ 'a sender address with a line break',
+      { server => qq{shinsei_tenant katsuragi; shinsei_site_url https://x.jp; shinsei_mail_from "a\@b.jp\nBcc: x\@y.jp";}, no_site => 1 },
+      qr{"shinsei_mail_from": .* is not an address}s ],
     [ 'shinsei_db given twice',
       { http => qq{shinsei_db "host=/tmp"; shinsei_db "host=/tmp"; shinsei_templates $top/html/templates;} },
       qr{"shinsei_db" directive is duplicate} ],
@@ -80,6 +115,7 @@ for my $case (@bad) {
 
 # the example configuration, with its paths pointed at this checkout
 make_path("$d/etc/tls", "$d/log");
+system("cp $d/data.keys $d/etc/data.keys") == 0 or die;
 system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test "
        . "-keyout $d/etc/tls/katsuragi.key -out $d/etc/tls/katsuragi.crt "
        . ">/dev/null 2>&1") == 0 or die 'openssl';
@@ -89,6 +125,7 @@ for my $file ('nginx.conf', 'citizen-katsuragi.conf') {
     my $text = <$in>;
     $text =~ s{/usr/lib/nginx/modules/ngx_shinsei_module\.so}{$t->{module}}g;
     $text =~ s{/usr/share/ngx-shinsei/html}{$top/html}g;
+    $text =~ s{/usr/share/ngx-shinsei/conf}{$top/conf}g;
     $text =~ s{/etc/ngx-shinsei/tls}{$d/etc/tls}g;
     $text =~ s{/etc/ngx-shinsei/}{$d/etc/}g;
     $text =~ s{/var/log/nginx/}{$d/log/}g;

@@ -47,6 +47,8 @@ sub new {
         tenants   => ['katsuragi'],
         http_extra => '',
         log_level => 'info',
+        kdf => 'ln=12 r=8 p=1',
+        smtp_opts => 'timeout=3s retry=1s attempts=5',
         server_extra => '',
         %opt,
     }, $class;
@@ -63,6 +65,13 @@ sub new {
         unless -f $self->{module};
 
     $self->setup_database;
+    $self->write_keys;
+
+    if ($self->{mail}) {
+        require ShinseiTest::Mail;
+        $self->{smtp} = ShinseiTest::Mail->new(dir => $dir);
+    }
+
     $self->start unless $opt{no_start};
 
     return $self;
@@ -147,6 +156,27 @@ sub _psql {
 }
 
 
+# --- keys and mail -------------------------------------------------------
+
+# a data key file of random keys, as an operator would make with
+# "openssl rand -hex 32"
+sub write_keys {
+    my ($self) = @_;
+    my $hex = sub { join '', map { sprintf '%02x', int rand 256 } 1 .. 32 };
+    open(my $fh, '>', "$self->{dir}/data.keys") or die $!;
+    print $fh "# test keys\nindex ", $hex->(), "\nkey k1 ", $hex->(), "\n";
+    close $fh;
+    chmod 0600, "$self->{dir}/data.keys";
+}
+
+sub mail { $_[0]->{smtp} }
+
+sub smtp_url {
+    my ($self) = @_;
+    return $self->{smtp} ? $self->{smtp}->url : 'smtp://127.0.0.1:9';
+}
+
+
 # --- nginx ---------------------------------------------------------------
 
 sub port { $_[0]->{port} }
@@ -173,6 +203,8 @@ sub write_config {
         listen 127.0.0.1:$self->{ports}[$i];
         shinsei_tenant $self->{tenants}[$i];
         shinsei_insecure_cookie on;
+        shinsei_site_url http://127.0.0.1:$self->{ports}[$i];
+        shinsei_mail_from noreply\@$self->{tenants}[$i].example.jp;
         absolute_redirect off;
         error_page 400 404 405 413 500 502 503 504 /_error;
         location / {
@@ -216,6 +248,10 @@ http {
     client_max_body_size 1m;
     shinsei_db "$db" pool=$self->{pool} $self->{db_opts};
     shinsei_templates $TOP/html/templates;
+    shinsei_data_keys $d/data.keys;
+    shinsei_password_blocklist $TOP/conf/common-passwords.txt;
+    shinsei_password_kdf $self->{kdf};
+    shinsei_smtp @{[ $self->smtp_url ]} $self->{smtp_opts};
 $self->{http_extra}
 $servers
 }

@@ -1,0 +1,455 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * Login and logout (ログイン / ログアウト).
+ *
+ * The same answer for an unknown address and a wrong password, after the
+ * same work (a hash is computed either way).  After 5 failures within 15
+ * minutes an account refuses further attempts for a growing pause (30 s,
+ * doubling, at most 15 minutes) without checking them, and its owner is
+ * told by mail (OWASP ASVS 4.0.3 2.2.1); nginx's limit_req limits each
+ * address (conf/).  At login the session gets a new ID.
+ */
+
+
+#include "ngx_shinsei_common.h"
+#include "ngx_shinsei_body.h"
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_db.h"
+#include "ngx_shinsei_form.h"
+#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_mail.h"
+#include "ngx_shinsei_router.h"
+#include "ngx_shinsei_session.h"
+#include "ngx_shinsei_tenant.h"
+#include "ngx_shinsei_citizen_account.h"
+
+
+#define NGX_SHINSEI_LOGIN_FAILURES     5
+#define NGX_SHINSEI_LOGIN_PAUSE        30
+#define NGX_SHINSEI_LOGIN_PAUSE_MAX    900
+
+
+typedef struct {
+    ngx_str_t                  id;
+    ngx_str_t                  name;
+    ngx_uint_t                 failures;
+    unsigned                   exists:1;
+    unsigned                   verified:1;
+} ngx_shinsei_login_t;
+
+
+static ngx_int_t ngx_shinsei_login_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_login_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_login_found(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_login_checked(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
+static ngx_int_t ngx_shinsei_login_failed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_login_unverified(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_login_ok(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_logout_page(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_logout_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_logout_done(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_login_next(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+
+
+ngx_shinsei_route_t  ngx_shinsei_login_routes[] = {
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/login"),
+      ngx_shinsei_login_form, NGX_SHINSEI_ROUTE_SESSION, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/login"),
+      ngx_shinsei_login_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_login_form },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/logout"),
+      ngx_shinsei_logout_page, NGX_SHINSEI_ROUTE_SESSION, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/logout"),
+      ngx_shinsei_logout_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_logout_page },
+
+    ngx_shinsei_null_route
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_login_fields[] = {
+
+    { "email", "メールアドレス", NULL, "email", "username",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
+      |NGX_SHINSEI_FIELD_EMAIL, 254 },
+
+    { "password", "パスワード", NULL, "password", "current-password",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET, 1024 },
+
+    ngx_shinsei_null_field
+};
+
+
+/* the failures of the last 15 minutes and seconds since the last one */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_lookup_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT c.id, c.password_hash, c.verified_at IS NOT NULL, c.name_enc,"
+    " f.n, coalesce(floor(extract(epoch FROM now() - f.last)), 0)"
+    " FROM citizens c"
+    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(at) AS last"
+    "  FROM login_failures WHERE citizen_id = c.id"
+    "  AND at > now() - interval '15 minutes') f"
+    " WHERE c.city = $1 AND c.email_index = decode($2, 'hex')");
+
+
+/* $3 the owner's warning mail, or NULL below the threshold */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_failed_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH f AS (INSERT INTO login_failures (citizen_id)"
+    " SELECT id FROM citizens WHERE id = $2::bigint AND city = $1)"
+    " SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
+    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_resend_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
+    "  expires_at)"
+    " VALUES ($1, $2::bigint, 'verify', decode($3, 'hex'),"
+    "  now() + interval '24 hours') RETURNING id)"
+    " SELECT enqueue_mail($1, 'verify:' || (SELECT id FROM t), $4::jsonb)");
+
+
+/*
+ * $3 the hash of the session to drop (or ''), $4 of the new one, $5 the
+ * password hash upgraded to the current cost (or '').
+ */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_ok_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH old AS (DELETE FROM sessions"
+    "  WHERE id_hash = decode($3, 'hex') AND city = $1),"
+    " f AS (DELETE FROM login_failures WHERE citizen_id = $2::bigint),"
+    " up AS (UPDATE citizens SET password_hash = $5, updated_at = now()"
+    "  WHERE id = $2::bigint AND city = $1 AND $5 <> '')"
+    " INSERT INTO sessions (id_hash, city, citizen_id, authenticated_at)"
+    " VALUES (decode($4, 'hex'), $1, $2::bigint, now())");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_logout_stmt =
+    ngx_shinsei_pg_stmt(
+    "DELETE FROM sessions WHERE id_hash = decode($1, 'hex') AND city = $2");
+
+
+static ngx_int_t
+ngx_shinsei_login_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    cJSON      *view;
+    ngx_str_t  *next;
+
+    next = ngx_shinsei_field(r->method == NGX_HTTP_POST ? ctx->form
+                                                         : ctx->args,
+                             "next");
+
+    if (next && ngx_shinsei_form_safe_path(next) == NGX_OK) {
+        view = ngx_shinsei_view(r, ctx);
+
+        if (view == NULL
+            || cJSON_AddStringToObject(view, "next",
+                                       ngx_shinsei_cstr(r->pool, next))
+               == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_login_fields,
+                                   "login", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_int_t   rc;
+    ngx_str_t   p[2];
+
+    rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_login_fields);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_login_form(r, ctx);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_blind_index(r->pool,
+                                ngx_shinsei_form_value(ctx, "email"), &p[1])
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_login_lookup_stmt, p, 2,
+                                ngx_shinsei_login_found, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    u_char               *msg;
+    ngx_str_t             stored;
+    ngx_uint_t            pause, since;
+    ngx_shinsei_login_t  *lg;
+
+    lg = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_login_t));
+    if (lg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = lg;
+
+    if (PQntuples(res) == 0) {
+        /* no such account: the same hashing, then the same answer */
+        return ngx_shinsei_password_verify(r,
+                                  ngx_shinsei_form_value(ctx, "password"),
+                                  NULL, ngx_shinsei_login_checked);
+    }
+
+    lg->exists = 1;
+    lg->verified = PQgetvalue(res, 0, 2)[0] == 't';
+    lg->failures = ngx_atoi((u_char *) PQgetvalue(res, 0, 4),
+                            PQgetlength(res, 0, 4));
+    since = ngx_atoi((u_char *) PQgetvalue(res, 0, 5),
+                     PQgetlength(res, 0, 5));
+
+    if (ngx_shinsei_db_value(r, res, 0, 0, &lg->id) != NGX_OK
+        || ngx_shinsei_db_value(r, res, 0, 1, &stored) != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 3, "name", &lg->name) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (lg->failures >= NGX_SHINSEI_LOGIN_FAILURES) {
+
+        pause = NGX_SHINSEI_LOGIN_PAUSE
+                << ngx_min(lg->failures - NGX_SHINSEI_LOGIN_FAILURES, 5);
+        pause = ngx_min(pause, NGX_SHINSEI_LOGIN_PAUSE_MAX);
+
+        if (since < pause) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          ngx_shinsei_log_prefix "login refused for citizen "
+                          "%V: %ui failures, paused for %ui s",
+                          &lg->id, lg->failures, pause - since);
+
+            msg = ngx_pnalloc(r->pool, 512);
+            if (msg == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *ngx_snprintf(msg, 511,
+                          "ログインに続けて失敗したため、このアカウントへの"
+                          "ログインを一時的に止めています。%ui分ほど待って"
+                          "から、もう一度お試しください。パスワードを忘れた"
+                          "場合は、パスワードを再発行してください。",
+                          (pause - since + 59) / 60) = '\0';
+
+            if (ngx_shinsei_form_error(r, ctx, NULL, (char *) msg)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_shinsei_login_form(r, ctx);
+        }
+    }
+
+    return ngx_shinsei_password_verify(r,
+                                       ngx_shinsei_form_value(ctx, "password"),
+                                       &stored, ngx_shinsei_login_checked);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_shinsei_password_t *pw)
+{
+    cJSON                *vars;
+    ngx_str_t             p[5], token, *email;
+    ngx_shinsei_login_t  *lg;
+
+    lg = ctx->data;
+    email = ngx_shinsei_form_value(ctx, "email");
+
+    p[0] = ctx->tenant->code;
+    p[1] = lg->id;
+
+    if (!pw->verified) {
+
+        if (!lg->exists) {
+            return ngx_shinsei_login_failed(r, ctx, NULL);
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "login failed for citizen %V",
+                      &lg->id);
+
+        ngx_str_null(&p[2]);
+
+        if (lg->failures + 1 == NGX_SHINSEI_LOGIN_FAILURES) {
+            /* this failure pauses the account: its owner is told */
+
+            vars = ngx_shinsei_account_vars(r, &lg->name, NULL, NULL);
+            if (vars == NULL
+                || ngx_shinsei_mail_build(r, ctx, "mail/login_paused", email,
+                                          vars, &p[2])
+                   != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+
+        return ngx_shinsei_db_query(r, &ngx_shinsei_login_failed_stmt, p, 3,
+                                    ngx_shinsei_login_failed, 0);
+    }
+
+    if (!lg->verified) {
+        /* the right password, an address never confirmed: mail again */
+
+        if (ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        vars = ngx_shinsei_account_vars(r, &lg->name, "/verify?t=", &token);
+        if (vars == NULL
+            || ngx_shinsei_mail_build(r, ctx, "mail/signup_verify", email,
+                                      vars, &p[3])
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_shinsei_db_query(r, &ngx_shinsei_login_resend_stmt, p, 4,
+                                    ngx_shinsei_login_unverified, 0);
+    }
+
+    if (ngx_shinsei_session_rotate(r, ctx, &p[2], &p[3]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p[4] = pw->hash;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "citizen %V logged in", &lg->id);
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_login_ok_stmt, p, 5,
+                                ngx_shinsei_login_ok, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    if (ngx_shinsei_form_error(r, ctx, NULL,
+                               "メールアドレスまたはパスワードが正しく"
+                               "ありません")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_login_form(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_unverified(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    if (ngx_shinsei_form_error(r, ctx, NULL,
+                               "メールアドレスの確認がまだ済んでいません。"
+                               "確認のメールをもう一度お送りしました。"
+                               "メールに書かれたリンクを開いてから、"
+                               "ログインしてください。")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_login_form(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_login_ok(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    return ngx_shinsei_login_next(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_logout_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    if (ctx->session.citizen_id == 0) {
+        return ngx_shinsei_redirect_to(r, ctx, "/login");
+    }
+
+    return ngx_shinsei_render(r, ctx, "logout", NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_shinsei_logout_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t  p[2];
+
+    if (ngx_shinsei_session_end(r, ctx, &p[0]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p[1] = ctx->tenant->code;
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_logout_stmt, p, 2,
+                                ngx_shinsei_logout_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_logout_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    return ngx_shinsei_redirect_to(r, ctx, "/login?m=logged_out");
+}
+
+
+/* back where the resident was going: same-site paths only */
+
+static ngx_int_t
+ngx_shinsei_login_next(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t  *next;
+
+    next = ngx_shinsei_form_value(ctx, "next");
+
+    if (next && ngx_shinsei_form_safe_path(next) == NGX_OK) {
+        return ngx_shinsei_redirect(r, ctx, next);
+    }
+
+    return ngx_shinsei_redirect_to(r, ctx, "/mypage");
+}

@@ -1,0 +1,807 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * My page (マイページ): the resident's name, password and address, and
+ * leaving the service (退会).  Changing the password, the address or
+ * leaving asks for the current password again (OWASP ASVS 4.0.3 3.7.1).
+ * A new address is confirmed from a mail to it before it replaces the old
+ * one, and the old one is told at once.
+ */
+
+
+#include "ngx_shinsei_common.h"
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_db.h"
+#include "ngx_shinsei_form.h"
+#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_mail.h"
+#include "ngx_shinsei_router.h"
+#include "ngx_shinsei_session.h"
+#include "ngx_shinsei_tenant.h"
+#include "ngx_shinsei_citizen_account.h"
+
+
+#define NGX_SHINSEI_MYPAGE  (NGX_SHINSEI_ROUTE_SESSION|NGX_SHINSEI_ROUTE_LOGIN)
+
+
+typedef ngx_int_t (*ngx_shinsei_mypage_step_pt)(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+
+
+static ngx_int_t ngx_shinsei_mypage(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_mypage_loaded(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_name_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_name_loaded(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_name_page(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_name_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_password_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_password_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_password_change(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_password_hashed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
+static ngx_int_t ngx_shinsei_email_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_change(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_sent(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_confirm_page(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_confirm_state(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_email_confirm_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_email_confirmed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_delete_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_delete_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_delete_account(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_goodbye(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_mypage_reauth(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_field_def_t *defs,
+    ngx_shinsei_mypage_step_pt next);
+static ngx_int_t ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_mypage_reauthed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
+static ngx_int_t ngx_shinsei_mypage_done(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_mypage_id(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *p);
+
+
+typedef struct {
+    ngx_shinsei_field_def_t     *defs;
+    const char                  *page;
+    ngx_shinsei_mypage_step_pt   next;
+    const char                  *done;       /* where to go after */
+} ngx_shinsei_mypage_t;
+
+
+ngx_shinsei_route_t  ngx_shinsei_mypage_routes[] = {
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage"),
+      ngx_shinsei_mypage, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/name"),
+      ngx_shinsei_name_form, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/mypage/name"),
+      ngx_shinsei_name_post, NGX_SHINSEI_MYPAGE, ngx_shinsei_name_page },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/password"),
+      ngx_shinsei_password_form, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/mypage/password"),
+      ngx_shinsei_password_post, NGX_SHINSEI_MYPAGE,
+      ngx_shinsei_password_form },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/email"),
+      ngx_shinsei_email_form, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/mypage/email"),
+      ngx_shinsei_email_post, NGX_SHINSEI_MYPAGE, ngx_shinsei_email_form },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/email/sent"),
+      ngx_shinsei_email_sent, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/email/confirm"),
+      ngx_shinsei_email_confirm_page, NGX_SHINSEI_ROUTE_SESSION, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/email/confirm"),
+      ngx_shinsei_email_confirm_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_email_confirm_page },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/delete"),
+      ngx_shinsei_delete_form, NGX_SHINSEI_MYPAGE, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/mypage/delete"),
+      ngx_shinsei_delete_post, NGX_SHINSEI_MYPAGE, ngx_shinsei_delete_form },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/goodbye"),
+      ngx_shinsei_goodbye, 0, NULL },
+
+    ngx_shinsei_null_route
+};
+
+
+#define ngx_shinsei_current_password_field                                   \
+    { "current_password", "現在のパスワード", NULL, "password",              \
+      "current-password",                                                    \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET, 1024 }
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_name_fields[] = {
+
+    { "name", "氏名",
+      "姓と名の間にスペースを入れてください（例：葛城 太郎）",
+      "text", "name",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE, 64 },
+
+    { "name_kana", "フリガナ",
+      "全角カタカナで入力してください（例：カツラギ タロウ）",
+      "text", NULL,
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
+      |NGX_SHINSEI_FIELD_KANA, 64 },
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_password_fields[] = {
+
+    ngx_shinsei_current_password_field,
+
+    { "password", "新しいパスワード",
+      "8文字以上128文字以内。よく使われていて推測されやすいものは"
+      "使えません",
+      "password", "new-password",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET
+      |NGX_SHINSEI_FIELD_NEW_PASS, 128 },
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_email_fields[] = {
+
+    { "email", "新しいメールアドレス",
+      "確認のためのメールを新しいアドレスにお送りします",
+      "email", "email",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
+      |NGX_SHINSEI_FIELD_EMAIL, 254 },
+
+    ngx_shinsei_current_password_field,
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_delete_fields[] = {
+
+    ngx_shinsei_current_password_field,
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_mypage_t  ngx_shinsei_mypage_password = {
+    ngx_shinsei_password_fields, "mypage_password",
+    ngx_shinsei_password_change, "/mypage?m=password_changed"
+};
+
+static ngx_shinsei_mypage_t  ngx_shinsei_mypage_email = {
+    ngx_shinsei_email_fields, "mypage_email",
+    ngx_shinsei_email_change, "/mypage/email/sent"
+};
+
+static ngx_shinsei_mypage_t  ngx_shinsei_mypage_delete = {
+    ngx_shinsei_delete_fields, "mypage_delete",
+    ngx_shinsei_delete_account, "/goodbye"
+};
+
+static ngx_shinsei_mypage_t  ngx_shinsei_mypage_name = {
+    ngx_shinsei_name_fields, "mypage_name",
+    NULL, "/mypage?m=name_changed"
+};
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_mypage_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT name_kana_enc, to_char(created_at AT TIME ZONE 'Asia/Tokyo',"
+    " 'YYYY\"年\"FMMM\"月\"FMDD\"日\"')"
+    " FROM citizens WHERE id = $1::bigint AND city = $2");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_name_stmt =
+    ngx_shinsei_pg_stmt(
+    "UPDATE citizens SET name_enc = $3, name_kana_enc = $4,"
+    " updated_at = now() WHERE id = $1::bigint AND city = $2");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_hash_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT password_hash FROM citizens"
+    " WHERE id = $1::bigint AND city = $2");
+
+
+/* the other sessions end; this one stays */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_password_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH up AS (UPDATE citizens SET password_hash = $3, updated_at = now()"
+    "  WHERE id = $1::bigint AND city = $2 RETURNING id),"
+    " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)"
+    "  AND id_hash <> decode($4, 'hex'))"
+    " SELECT enqueue_mail($2, 'password_changed:' || $1 || ':'"
+    " || extract(epoch FROM now())::bigint, $5::jsonb) FROM up");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
+    "  data, expires_at)"
+    " VALUES ($2, $1::bigint, 'email', decode($3, 'hex'),"
+    "  jsonb_build_object('email_enc', $4::text, 'email_index', $5::text),"
+    "  now() + interval '24 hours') RETURNING id)"
+    " SELECT enqueue_mail($2, 'email_confirm:' || t.id, $6::jsonb),"
+    " enqueue_mail($2, 'email_notice:' || t.id, $7::jsonb) FROM t");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_state_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT token_state($1, 'email', decode($2, 'hex'))");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_confirm_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT change_email($1, decode($2, 'hex'))");
+
+
+/* the rows of the account go with it: sessions, tokens (cascade) */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_delete_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH d AS (DELETE FROM citizens WHERE id = $1::bigint AND city = $2"
+    "  RETURNING id)"
+    " SELECT enqueue_mail($2, 'goodbye:' || id, $3::jsonb) FROM d");
+
+
+static ngx_int_t
+ngx_shinsei_mypage(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t  p[2];
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_mypage_stmt, p, 2,
+                                ngx_shinsei_mypage_loaded, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_mypage_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    cJSON      *view;
+    ngx_str_t   kana, since;
+
+    if (PQntuples(res) == 0
+        || ngx_shinsei_db_decrypt(r, res, 0, 0, "name_kana", &kana) != NGX_OK
+        || ngx_shinsei_db_value(r, res, 0, 1, &since) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    view = ngx_shinsei_view(r, ctx);
+
+    if (view == NULL
+        || cJSON_AddStringToObject(view, "name",
+                                   ngx_shinsei_cstr(r->pool,
+                                                    &ctx->session.name))
+           == NULL
+        || cJSON_AddStringToObject(view, "name_kana",
+                                   ngx_shinsei_cstr(r->pool, &kana)) == NULL
+        || cJSON_AddStringToObject(view, "email",
+                                   ngx_shinsei_cstr(r->pool,
+                                                    &ctx->session.email))
+           == NULL
+        || cJSON_AddStringToObject(view, "since",
+                                   ngx_shinsei_cstr(r->pool, &since))
+           == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_render(r, ctx, "mypage", NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_shinsei_name_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t  p[2];
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_mypage_stmt, p, 2,
+                                ngx_shinsei_name_loaded, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_name_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_str_t  kana;
+
+    if (PQntuples(res) == 0
+        || ngx_shinsei_db_decrypt(r, res, 0, 0, "name_kana", &kana) != NGX_OK
+        || ngx_shinsei_form_set(r, ctx, "name", &ctx->session.name) != NGX_OK
+        || ngx_shinsei_form_set(r, ctx, "name_kana", &kana) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_name_page(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_name_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_name_fields,
+                                   "mypage_name", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_name_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  p[4];
+
+    rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_name_fields);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_name_page(r, ctx);
+    }
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
+        || ngx_shinsei_encrypt(r->pool, ngx_shinsei_form_value(ctx, "name"),
+                               "name", &p[2]) != NGX_OK
+        || ngx_shinsei_encrypt(r->pool,
+                               ngx_shinsei_form_value(ctx, "name_kana"),
+                               "name_kana", &p[3]) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = &ngx_shinsei_mypage_name;
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_name_stmt, p, 4,
+                                ngx_shinsei_mypage_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_password_fields,
+                                   "mypage_password", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ctx->data = &ngx_shinsei_mypage_password;
+
+    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_password_fields,
+                                     ngx_shinsei_password_change);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_password_hash(r,
+                                     ngx_shinsei_form_value(ctx, "password"),
+                                     ngx_shinsei_password_hashed);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_shinsei_password_t *pw)
+{
+    cJSON      *vars;
+    ngx_str_t   p[5];
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
+        || ngx_shinsei_token_hash(r->pool, &ctx->session.id, &p[3])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p[2] = pw->hash;
+
+    vars = ngx_shinsei_account_vars(r, &ctx->session.name, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/password_changed",
+                                  &ctx->session.email, vars, &p[4])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_password_stmt, p, 5,
+                                ngx_shinsei_mypage_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    cJSON  *view;
+
+    view = ngx_shinsei_view(r, ctx);
+
+    if (view == NULL
+        || cJSON_AddStringToObject(view, "current_email",
+                                   ngx_shinsei_cstr(r->pool,
+                                                    &ctx->session.email))
+           == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_email_fields,
+                                   "mypage_email", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ctx->data = &ngx_shinsei_mypage_email;
+
+    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_email_fields,
+                                     ngx_shinsei_email_change);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    cJSON      *vars;
+    ngx_str_t   p[7], token, *email;
+
+    email = ngx_shinsei_form_value(ctx, "email");
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
+        || ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK
+        || ngx_shinsei_encrypt(r->pool, email, "email", &p[3]) != NGX_OK
+        || ngx_shinsei_blind_index(r->pool, email, &p[4]) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    vars = ngx_shinsei_account_vars(r, &ctx->session.name,
+                                    "/email/confirm?t=", &token);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/email_confirm", email, vars,
+                                  &p[5])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    vars = ngx_shinsei_account_vars(r, &ctx->session.name, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/email_notice",
+                                  &ctx->session.email, vars, &p[6])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_email_stmt, p, 7,
+                                ngx_shinsei_mypage_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_render(r, ctx, "mypage_email_sent", NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_confirm_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t   p[2], *token;
+
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
+                                              "unknown", NULL);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_email_state_stmt, p, 2,
+                                ngx_shinsei_email_confirm_state, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_confirm_state(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res)
+{
+    return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
+                                          PQgetvalue(res, 0, 0), NULL);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_confirm_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t   p[2], *token;
+
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
+                                              "unknown", NULL);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_email_confirm_stmt, p, 2,
+                                ngx_shinsei_email_confirmed, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_email_confirmed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    char  *status;
+
+    status = PQgetvalue(res, 0, 0);
+
+    if (ngx_strcmp(status, "ok") != 0) {
+        return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
+                                              status, NULL);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "e-mail address changed by mail "
+                  "link");
+
+    return ngx_shinsei_redirect_to(r, ctx, ctx->session.citizen_id
+                                           ? "/mypage?m=email_changed"
+                                           : "/login?m=email_changed");
+}
+
+
+static ngx_int_t
+ngx_shinsei_delete_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_delete_fields,
+                                   "mypage_delete", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_delete_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ctx->data = &ngx_shinsei_mypage_delete;
+
+    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_delete_fields,
+                                     ngx_shinsei_delete_account);
+}
+
+
+static ngx_int_t
+ngx_shinsei_delete_account(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    cJSON      *vars;
+    ngx_str_t   p[3], email, name, hash;
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    email = ctx->session.email;
+    name = ctx->session.name;
+
+    vars = ngx_shinsei_account_vars(r, &name, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/goodbye", &email, vars, &p[2])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the session row goes with the account; the cookie goes too */
+
+    if (ngx_shinsei_session_end(r, ctx, &hash) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "citizen %V leaves the service",
+                  &p[0]);
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_delete_stmt, p, 3,
+                                ngx_shinsei_mypage_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_goodbye(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_render(r, ctx, "goodbye", NGX_HTTP_OK);
+}
+
+
+/*
+ * The current password first: the form is checked, the stored hash read,
+ * the password verified in the thread pool; then next() does the change.
+ */
+
+static ngx_int_t
+ngx_shinsei_mypage_reauth(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_shinsei_field_def_t *defs, ngx_shinsei_mypage_step_pt next)
+{
+    ngx_int_t              rc;
+    ngx_str_t              p[2], *email;
+    ngx_shinsei_mypage_t  *mp;
+
+    mp = ctx->data;
+
+    rc = ngx_shinsei_form_check(r, ctx, defs);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    email = ngx_shinsei_form_value(ctx, "email");
+
+    if (rc == NGX_OK && mp == &ngx_shinsei_mypage_email
+        && email->len == ctx->session.email.len
+        && ngx_strncmp(email->data, ctx->session.email.data, email->len) == 0)
+    {
+        rc = NGX_DECLINED;
+
+        if (ngx_shinsei_form_error(r, ctx, "email",
+                                   "今と同じメールアドレスです。"
+                                   "新しいメールアドレスを入力してください")
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_form_render(r, ctx, mp->defs, mp->page, 0);
+    }
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_hash_stmt, p, 2,
+                                ngx_shinsei_mypage_hash_loaded, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_str_t  stored;
+
+    if (ngx_shinsei_db_value(r, res, 0, 0, &stored) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_password_verify(r,
+                              ngx_shinsei_form_value(ctx, "current_password"),
+                              &stored, ngx_shinsei_mypage_reauthed);
+}
+
+
+static ngx_int_t
+ngx_shinsei_mypage_reauthed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_shinsei_password_t *pw)
+{
+    ngx_shinsei_mypage_t  *mp;
+
+    mp = ctx->data;
+
+    if (!pw->verified) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "wrong current password on "
+                      "\"%V\"", &r->uri);
+
+        if (ngx_shinsei_form_error(r, ctx, "current_password",
+                                   "現在のパスワードが正しくありません")
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_shinsei_form_render(r, ctx, mp->defs, mp->page, 0);
+    }
+
+    return mp->next(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_mypage_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_shinsei_mypage_t  *mp;
+
+    mp = ctx->data;
+
+    return ngx_shinsei_redirect_to(r, ctx, mp->done);
+}
+
+
+/* $1 the resident, $2 the city: every query of these pages starts so */
+
+static ngx_int_t
+ngx_shinsei_mypage_id(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *p)
+{
+    p[0].data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p[0].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0].len = ngx_sprintf(p[0].data, "%L", ctx->session.citizen_id)
+               - p[0].data;
+    p[1] = ctx->tenant->code;
+
+    return NGX_OK;
+}

@@ -1,0 +1,411 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * A forgotten password (パスワードの再発行, REQ U-AUTH-2): the same answer
+ * whether the address has an account or not; a link valid for one hour,
+ * once; when the password changes, every session of the account ends and
+ * a notice goes to its address.
+ */
+
+
+#include "ngx_shinsei_common.h"
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_db.h"
+#include "ngx_shinsei_form.h"
+#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_mail.h"
+#include "ngx_shinsei_router.h"
+#include "ngx_shinsei_tenant.h"
+#include "ngx_shinsei_citizen_account.h"
+
+
+typedef struct {
+    ngx_str_t                  email;
+    ngx_str_t                  name;
+} ngx_shinsei_reset_t;
+
+
+static ngx_int_t ngx_shinsei_forgot_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_forgot_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_forgot_found(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_forgot_done(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_forgot_sent(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_reset_page(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_reset_state(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_reset_form(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_reset_post(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_reset_found(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_reset_hashed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
+static ngx_int_t ngx_shinsei_reset_done(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+
+
+ngx_shinsei_route_t  ngx_shinsei_password_routes[] = {
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/password/forgot"),
+      ngx_shinsei_forgot_form, NGX_SHINSEI_ROUTE_SESSION, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/password/forgot"),
+      ngx_shinsei_forgot_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_forgot_form },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/password/forgot/sent"),
+      ngx_shinsei_forgot_sent, 0, NULL },
+
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/password/reset"),
+      ngx_shinsei_reset_page, NGX_SHINSEI_ROUTE_SESSION, NULL },
+
+    { NGX_HTTP_POST, ngx_string("/password/reset"),
+      ngx_shinsei_reset_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_reset_form },
+
+    ngx_shinsei_null_route
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_forgot_fields[] = {
+
+    { "email", "メールアドレス",
+      "登録したメールアドレスを入力してください",
+      "email", "email",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
+      |NGX_SHINSEI_FIELD_EMAIL, 254 },
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_field_def_t  ngx_shinsei_reset_fields[] = {
+
+    { "password", "新しいパスワード",
+      "8文字以上128文字以内。よく使われていて推測されやすいものは"
+      "使えません",
+      "password", "new-password",
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET
+      |NGX_SHINSEI_FIELD_NEW_PASS, 128 },
+
+    ngx_shinsei_null_field
+};
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_forgot_lookup_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT id, name_enc FROM citizens"
+    " WHERE city = $1 AND email_index = decode($2, 'hex')");
+
+
+/* one mail per account and two minutes, however often it is asked for */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_forgot_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
+    "  expires_at)"
+    " VALUES ($1, $2::bigint, 'reset', decode($3, 'hex'),"
+    "  now() + interval '1 hour') RETURNING id)"
+    " SELECT enqueue_mail($1, 'reset:' || $2 || ':'"
+    " || floor(extract(epoch FROM now()) / 120), $4::jsonb) FROM t");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_state_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT token_state($1, 'reset', decode($2, 'hex'))");
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_lookup_stmt =
+    ngx_shinsei_pg_stmt(
+    "SELECT token_state($1, 'reset', decode($2, 'hex')),"
+    " c.email_enc, c.name_enc"
+    " FROM (SELECT 1) one"
+    " LEFT JOIN tokens t ON t.city = $1 AND t.kind = 'reset'"
+    "  AND t.token_hash = decode($2, 'hex')"
+    " LEFT JOIN citizens c ON c.id = t.citizen_id AND c.city = t.city");
+
+
+/*
+ * The token is spent, the password set, every session and every other
+ * reset link of the account ended, and the notice queued: one statement.
+ */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH t AS (SELECT * FROM use_token($1, 'reset', decode($2, 'hex'))),"
+    " up AS (UPDATE citizens SET password_hash = $3, updated_at = now()"
+    "  WHERE id = (SELECT citizen_id FROM t WHERE status = 'ok')"
+    "  AND city = $1 RETURNING id),"
+    " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)),"
+    " f AS (DELETE FROM login_failures"
+    "  WHERE citizen_id IN (SELECT id FROM up)),"
+    " o AS (UPDATE tokens SET used_at = now()"
+    "  WHERE citizen_id IN (SELECT id FROM up) AND kind = 'reset'"
+    "  AND used_at IS NULL AND token_hash <> decode($2, 'hex')),"
+    " m AS (SELECT enqueue_mail($1, 'password_changed:' || id || ':'"
+    "  || extract(epoch FROM now())::bigint, $4::jsonb) FROM up)"
+    " SELECT (SELECT status FROM t), (SELECT count(*) FROM m)");
+
+
+static ngx_int_t
+ngx_shinsei_forgot_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_form_render(r, ctx, ngx_shinsei_forgot_fields,
+                                   "password_forgot", 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  p[2];
+
+    rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_forgot_fields);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_forgot_form(r, ctx);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_blind_index(r->pool,
+                                ngx_shinsei_form_value(ctx, "email"), &p[1])
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_forgot_lookup_stmt, p, 2,
+                                ngx_shinsei_forgot_found, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_forgot_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    cJSON      *vars;
+    ngx_str_t   p[4], name, token;
+
+    if (PQntuples(res) == 0) {
+        /* the same answer as for an account */
+        return ngx_shinsei_redirect_to(r, ctx, "/password/forgot/sent");
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_db_value(r, res, 0, 0, &p[1]) != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 1, "name", &name) != NGX_OK
+        || ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    vars = ngx_shinsei_account_vars(r, &name, "/password/reset?t=", &token);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/password_reset",
+                                  ngx_shinsei_form_value(ctx, "email"), vars,
+                                  &p[3])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_forgot_stmt, p, 4,
+                                ngx_shinsei_forgot_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_forgot_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    return ngx_shinsei_redirect_to(r, ctx, "/password/forgot/sent");
+}
+
+
+static ngx_int_t
+ngx_shinsei_forgot_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_render(r, ctx, "password_forgot_sent", NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_str_t   p[2], *token;
+
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                              "unknown", NULL);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_reset_state_stmt, p, 2,
+                                ngx_shinsei_reset_state, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_state(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                          PQgetvalue(res, 0, 0),
+                                          ngx_shinsei_reset_fields);
+}
+
+
+/* the form again, for a refused POST: the token is still in it */
+
+static ngx_int_t
+ngx_shinsei_reset_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    if (ngx_shinsei_account_token(r, ctx) == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                              "unknown", NULL);
+    }
+
+    return ngx_shinsei_account_token_page(r, ctx, "password_reset", "ok",
+                                          ngx_shinsei_reset_fields);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_int_t   rc;
+    ngx_str_t   p[2], *token;
+
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                              "unknown", NULL);
+    }
+
+    rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_reset_fields);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_reset_form(r, ctx);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_reset_lookup_stmt, p, 2,
+                                ngx_shinsei_reset_found, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    char                 *state;
+    ngx_shinsei_reset_t  *rs;
+
+    state = PQgetvalue(res, 0, 0);
+
+    if (ngx_strcmp(state, "ok") != 0) {
+        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                              state, NULL);
+    }
+
+    rs = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_reset_t));
+    if (rs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_shinsei_db_decrypt(r, res, 0, 1, "email", &rs->email) != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 2, "name", &rs->name) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = rs;
+
+    return ngx_shinsei_password_hash(r,
+                                     ngx_shinsei_form_value(ctx, "password"),
+                                     ngx_shinsei_reset_hashed);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_shinsei_password_t *pw)
+{
+    cJSON                *vars;
+    ngx_str_t             p[4];
+    ngx_shinsei_reset_t  *rs;
+
+    rs = ctx->data;
+
+    p[0] = ctx->tenant->code;
+    p[2] = pw->hash;
+
+    if (ngx_shinsei_token_hash(r->pool, &ctx->token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    vars = ngx_shinsei_account_vars(r, &rs->name, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/password_changed", &rs->email,
+                                  vars, &p[3])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_reset_stmt, p, 4,
+                                ngx_shinsei_reset_done, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_reset_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    char  *status;
+
+    status = PQgetvalue(res, 0, 0);
+
+    if (ngx_strcmp(status, "ok") != 0) {
+        /* spent by another tab meanwhile */
+        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
+                                              status, NULL);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "password reset by mail link");
+
+    return ngx_shinsei_redirect_to(r, ctx, "/login?m=password_reset");
+}

@@ -1,0 +1,881 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ *
+ * Cryptography for the rest of the module:
+ *
+ * - passwords: scrypt (OpenSSL's EVP_KDF) in nginx's thread pool, never
+ *   on the event loop; stored as "$scrypt$ln=15,r=8,p=3$salt$hash" so the
+ *   cost can be raised later, the old hashes upgraded at the next login;
+ * - personal data at rest: AES-256-GCM with a random 96-bit nonce, stored
+ *   as "keyid:base64(nonce | ciphertext | tag)" so keys can rotate, the
+ *   column name as associated data so values cannot be moved between
+ *   columns;
+ * - look-ups by e-mail: a keyed HMAC-SHA256 of the normalized address (a
+ *   blind index);
+ * - single-use tokens: 256 random bits; only their SHA-256 is stored.
+ *
+ * Keys come from the file named by shinsei_data_keys, read once at
+ * configuration load:
+ *
+ *     index <64 hex digits>         the blind-index key (never rotated)
+ *     key <id> <64 hex digits>      data keys; the last one encrypts
+ */
+
+
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_handler.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#if (NGX_LINUX)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#endif
+
+
+#define NGX_SHINSEI_SALT_LEN        16
+#define NGX_SHINSEI_HASH_LEN        32
+#define NGX_SHINSEI_NONCE_LEN       12
+#define NGX_SHINSEI_TAG_LEN         16
+
+#define NGX_SHINSEI_PW_HASH         0
+#define NGX_SHINSEI_PW_VERIFY       1
+
+
+static void ngx_shinsei_password_thread(void *data, ngx_log_t *log);
+static void ngx_shinsei_password_event(ngx_event_t *ev);
+static void ngx_shinsei_password_cleanup(void *data);
+static ngx_int_t ngx_shinsei_password_post(ngx_http_request_t *r,
+    ngx_shinsei_password_t *pw);
+static ngx_int_t ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt,
+    ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p, u_char *out);
+static u_char *ngx_shinsei_password_encode(u_char *dst, ngx_uint_t ln,
+    ngx_uint_t r, ngx_uint_t p, u_char *salt, u_char *hash);
+static ngx_int_t ngx_shinsei_password_decode(ngx_str_t *stored,
+    ngx_uint_t *ln, ngx_uint_t *r, ngx_uint_t *p, u_char *salt,
+    u_char *hash);
+static ngx_int_t ngx_shinsei_hex_key(ngx_str_t *hex, u_char *key);
+static ngx_shinsei_data_key_t *ngx_shinsei_find_key(ngx_str_t *id);
+
+
+static ngx_shinsei_main_conf_t  *ngx_shinsei_crypto_conf;
+
+/* verified against when the account does not exist: the same work */
+static u_char  ngx_shinsei_dummy_salt[NGX_SHINSEI_SALT_LEN] =
+    "shinsei-no-user!";
+
+
+char *
+ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_shinsei_keys_t **keys)
+{
+    u_char                  *p, *last, *line, *eol;
+    ssize_t                  n;
+    ngx_str_t                word[3], text;
+    ngx_uint_t               nwords, have_index, lineno;
+    ngx_file_t               f;
+    ngx_file_info_t          fi;
+    ngx_shinsei_keys_t      *k;
+    ngx_shinsei_data_key_t  *dk;
+
+    k = ngx_pcalloc(cf->pool, sizeof(ngx_shinsei_keys_t));
+    if (k == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&k->keys, cf->pool, 4, sizeof(ngx_shinsei_data_key_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&f, sizeof(ngx_file_t));
+    f.name = *file;
+    f.log = cf->log;
+
+    f.fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (f.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"shinsei_data_keys\": cannot open \"%V\"", file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(f.fd, &fi) == NGX_FILE_ERROR || ngx_file_size(&fi) > 65536)
+    {
+        ngx_close_file(f.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_data_keys\": \"%V\" is not a key file",
+                           file);
+        return NGX_CONF_ERROR;
+    }
+
+    text.len = ngx_file_size(&fi);
+    text.data = ngx_pnalloc(cf->temp_pool, text.len + 1);
+    if (text.data == NULL) {
+        ngx_close_file(f.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&f, text.data, text.len, 0);
+    ngx_close_file(f.fd);
+
+    if (n != (ssize_t) text.len) {
+        return NGX_CONF_ERROR;
+    }
+
+    have_index = 0;
+    lineno = 0;
+    last = text.data + text.len;
+
+    for (line = text.data; line < last; line = eol + 1) {
+
+        eol = ngx_strlchr(line, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        lineno++;
+
+        /* split into at most three words */
+
+        nwords = 0;
+        p = line;
+
+        while (p < eol && nwords < 3) {
+            while (p < eol && (*p == ' ' || *p == '\t' || *p == '\r')) {
+                p++;
+            }
+
+            if (p == eol || *p == '#') {
+                break;
+            }
+
+            word[nwords].data = p;
+
+            while (p < eol && *p != ' ' && *p != '\t' && *p != '\r') {
+                p++;
+            }
+
+            word[nwords].len = p - word[nwords].data;
+            nwords++;
+        }
+
+        if (nwords == 0) {
+            continue;
+        }
+
+        if (nwords == 2 && word[0].len == 5
+            && ngx_strncmp(word[0].data, "index", 5) == 0
+            && ngx_shinsei_hex_key(&word[1], k->index_key) == NGX_OK)
+        {
+            have_index = 1;
+            continue;
+        }
+
+        if (nwords == 3 && word[0].len == 3
+            && ngx_strncmp(word[0].data, "key", 3) == 0
+            && word[1].len > 0 && word[1].len <= 16
+            && ngx_strlchr(word[1].data, word[1].data + word[1].len, ':')
+               == NULL)
+        {
+            dk = ngx_array_push(&k->keys);
+            if (dk == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            dk->id.data = ngx_pstrdup(cf->pool, &word[1]);
+            dk->id.len = word[1].len;
+
+            if (dk->id.data && ngx_shinsei_hex_key(&word[2], dk->key) == NGX_OK)
+            {
+                continue;
+            }
+        }
+
+        /* the line itself is never logged: it may hold a key */
+
+        ngx_explicit_memzero(text.data, text.len);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_data_keys\": line %ui of \"%V\" is not "
+                           "\"index <64 hex>\" or \"key <id> <64 hex>\"",
+                           lineno, file);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_explicit_memzero(text.data, text.len);
+
+    if (!have_index || k->keys.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_data_keys\": \"%V\" needs an \"index\" "
+                           "line and at least one \"key\" line", file);
+        return NGX_CONF_ERROR;
+    }
+
+    *keys = k;
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_shinsei_crypto_init_process(ngx_shinsei_main_conf_t *smcf)
+{
+    ngx_shinsei_crypto_conf = smcf;
+}
+
+
+ngx_int_t
+ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain, const char *aad,
+    ngx_str_t *out)
+{
+    int                      len;
+    u_char                  *buf, *p;
+    ngx_str_t                src, dst;
+    ngx_int_t                rc;
+    EVP_CIPHER_CTX          *cipher;
+    ngx_shinsei_keys_t      *keys;
+    ngx_shinsei_data_key_t  *key;
+
+    keys = ngx_shinsei_crypto_conf->keys;
+    key = (ngx_shinsei_data_key_t *) keys->keys.elts + keys->keys.nelts - 1;
+
+    buf = ngx_pnalloc(pool, NGX_SHINSEI_NONCE_LEN + plain->len
+                            + NGX_SHINSEI_TAG_LEN);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (RAND_bytes(buf, NGX_SHINSEI_NONCE_LEN) != 1) {
+        return NGX_ERROR;
+    }
+
+    cipher = EVP_CIPHER_CTX_new();
+    if (cipher == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    p = buf + NGX_SHINSEI_NONCE_LEN;
+
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_gcm(), NULL, key->key, buf)
+        != 1
+        || EVP_EncryptUpdate(cipher, NULL, &len, (u_char *) aad,
+                             ngx_strlen(aad)) != 1
+        || EVP_EncryptUpdate(cipher, p, &len, plain->data, plain->len) != 1)
+    {
+        goto done;
+    }
+
+    p += len;
+
+    if (EVP_EncryptFinal_ex(cipher, p, &len) != 1) {
+        goto done;
+    }
+
+    p += len;
+
+    if (EVP_CIPHER_CTX_ctrl(cipher, EVP_CTRL_GCM_GET_TAG, NGX_SHINSEI_TAG_LEN,
+                            p) != 1)
+    {
+        goto done;
+    }
+
+    p += NGX_SHINSEI_TAG_LEN;
+
+    src.data = buf;
+    src.len = p - buf;
+
+    out->data = ngx_pnalloc(pool, key->id.len + 1
+                                  + ngx_base64_encoded_length(src.len));
+    if (out->data == NULL) {
+        goto done;
+    }
+
+    p = ngx_cpymem(out->data, key->id.data, key->id.len);
+    *p++ = ':';
+
+    dst.data = p;
+    ngx_encode_base64(&dst, &src);
+
+    out->len = key->id.len + 1 + dst.len;
+    rc = NGX_OK;
+
+done:
+
+    EVP_CIPHER_CTX_free(cipher);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_shinsei_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
+    ngx_str_t *out)
+{
+    int                      len;
+    u_char                  *colon, *p;
+    size_t                   n;
+    ngx_str_t                id, b64, raw;
+    ngx_int_t                rc;
+    EVP_CIPHER_CTX          *cipher;
+    ngx_shinsei_data_key_t  *key;
+
+    colon = ngx_strlchr(in->data, in->data + in->len, ':');
+    if (colon == NULL) {
+        return NGX_ERROR;
+    }
+
+    id.data = in->data;
+    id.len = colon - in->data;
+
+    key = ngx_shinsei_find_key(&id);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    b64.data = colon + 1;
+    b64.len = in->data + in->len - b64.data;
+
+    raw.data = ngx_pnalloc(pool, ngx_base64_decoded_length(b64.len));
+    if (raw.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_decode_base64(&raw, &b64) != NGX_OK
+        || raw.len < NGX_SHINSEI_NONCE_LEN + NGX_SHINSEI_TAG_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    n = raw.len - NGX_SHINSEI_NONCE_LEN - NGX_SHINSEI_TAG_LEN;
+
+    out->data = ngx_pnalloc(pool, n + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    cipher = EVP_CIPHER_CTX_new();
+    if (cipher == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    p = out->data;
+
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_gcm(), NULL, key->key,
+                           raw.data) != 1
+        || EVP_DecryptUpdate(cipher, NULL, &len, (u_char *) aad,
+                             ngx_strlen(aad)) != 1
+        || EVP_DecryptUpdate(cipher, p, &len,
+                             raw.data + NGX_SHINSEI_NONCE_LEN, n) != 1)
+    {
+        goto done;
+    }
+
+    p += len;
+
+    if (EVP_CIPHER_CTX_ctrl(cipher, EVP_CTRL_GCM_SET_TAG, NGX_SHINSEI_TAG_LEN,
+                            raw.data + raw.len - NGX_SHINSEI_TAG_LEN) != 1
+        || EVP_DecryptFinal_ex(cipher, p, &len) != 1)
+    {
+        goto done;
+    }
+
+    p += len;
+    *p = '\0';
+    out->len = p - out->data;
+    rc = NGX_OK;
+
+done:
+
+    EVP_CIPHER_CTX_free(cipher);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_shinsei_blind_index(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *hex)
+{
+    u_char        mac[EVP_MAX_MD_SIZE];
+    unsigned int  len;
+
+    if (HMAC(EVP_sha256(), ngx_shinsei_crypto_conf->keys->index_key, 32,
+             value->data, value->len, mac, &len)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    hex->data = ngx_pnalloc(pool, 2 * len);
+    if (hex->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    hex->len = ngx_hex_dump(hex->data, mac, len) - hex->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_shinsei_token(ngx_pool_t *pool, ngx_str_t *token, ngx_str_t *hash_hex)
+{
+    u_char     raw[32];
+    ngx_str_t  src;
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return NGX_ERROR;
+    }
+
+    token->data = ngx_pnalloc(pool, ngx_base64_encoded_length(sizeof(raw)));
+    if (token->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = raw;
+    src.len = sizeof(raw);
+
+    ngx_encode_base64url(token, &src);
+    ngx_explicit_memzero(raw, sizeof(raw));
+
+    return ngx_shinsei_token_hash(pool, token, hash_hex);
+}
+
+
+ngx_int_t
+ngx_shinsei_token_hash(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *hash_hex)
+{
+    u_char  digest[EVP_MAX_MD_SIZE];
+
+    hash_hex->data = ngx_pnalloc(pool, 64);
+    if (hash_hex->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (EVP_Digest(token->data, token->len, digest, NULL, EVP_sha256(), NULL)
+        != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    hash_hex->len = ngx_hex_dump(hash_hex->data, digest, 32)
+                    - hash_hex->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_shinsei_password_hash(ngx_http_request_t *r, ngx_str_t *password,
+    ngx_shinsei_password_done_pt done)
+{
+    ngx_shinsei_password_t  *pw;
+
+    pw = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_password_t));
+    if (pw == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pw->password = *password;
+    pw->mode = NGX_SHINSEI_PW_HASH;
+    pw->done = done;
+
+    return ngx_shinsei_password_post(r, pw);
+}
+
+
+ngx_int_t
+ngx_shinsei_password_verify(ngx_http_request_t *r, ngx_str_t *password,
+    ngx_str_t *stored, ngx_shinsei_password_done_pt done)
+{
+    ngx_shinsei_password_t  *pw;
+
+    pw = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_password_t));
+    if (pw == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pw->password = *password;
+
+    if (stored) {
+        pw->stored = *stored;
+    }
+
+    pw->mode = NGX_SHINSEI_PW_VERIFY;
+    pw->done = done;
+
+    return ngx_shinsei_password_post(r, pw);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
+{
+    ngx_thread_task_t        *task;
+    ngx_http_cleanup_t       *cln;
+    ngx_shinsei_main_conf_t  *smcf;
+
+    smcf = ngx_shinsei_crypto_conf;
+
+    /* the thread writes into the request's memory: it must outlive it */
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_shinsei_password_cleanup;
+    cln->data = pw;
+
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_shinsei_password_t *));
+    if (task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pw->request = r;
+    pw->kdf = &smcf->kdf;
+
+    *(ngx_shinsei_password_t **) task->ctx = pw;
+
+    task->handler = ngx_shinsei_password_thread;
+    task->event.handler = ngx_shinsei_password_event;
+    task->event.data = pw;
+
+    if (ngx_thread_task_post(smcf->thread_pool, task) != NGX_OK) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    r->main->blocked++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_shinsei_password_cleanup(void *data)
+{
+    ngx_shinsei_password_t  *pw = data;
+
+    pw->terminated = 1;
+}
+
+
+/* in a thread of the pool: no nginx memory or logging here */
+
+static void
+ngx_shinsei_password_thread(void *data, ngx_log_t *log)
+{
+    ngx_shinsei_password_t  *pw = *(ngx_shinsei_password_t **) data;
+
+    u_char      salt[NGX_SHINSEI_SALT_LEN], hash[NGX_SHINSEI_HASH_LEN];
+    u_char      want[NGX_SHINSEI_HASH_LEN], *p;
+    ngx_uint_t  ln, r, pp;
+
+#if (NGX_LINUX)
+    /* hashing yields to the event loops of the same machine */
+    (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
+#endif
+
+    pw->verified = 0;
+    pw->hash.len = 0;
+    pw->hash.data = pw->out;
+
+    if (pw->mode == NGX_SHINSEI_PW_VERIFY) {
+
+        if (pw->stored.len == 0
+            || ngx_shinsei_password_decode(&pw->stored, &ln, &r, &pp, salt,
+                                           want)
+               != NGX_OK)
+        {
+            /* no account or no usable hash: the same work, then refuse */
+            (void) ngx_shinsei_scrypt(&pw->password, ngx_shinsei_dummy_salt,
+                                      pw->kdf->ln, pw->kdf->r, pw->kdf->p,
+                                      hash);
+            goto done;
+        }
+
+        if (ngx_shinsei_scrypt(&pw->password, salt, ln, r, pp, hash)
+            != NGX_OK)
+        {
+            goto done;
+        }
+
+        pw->verified = CRYPTO_memcmp(hash, want, NGX_SHINSEI_HASH_LEN) == 0;
+
+        if (!pw->verified
+            || (ln == pw->kdf->ln && r == pw->kdf->r && pp == pw->kdf->p))
+        {
+            goto done;
+        }
+
+        /* stored with older parameters: upgrade while the password is here */
+    }
+
+    if (RAND_bytes(salt, sizeof(salt)) != 1
+        || ngx_shinsei_scrypt(&pw->password, salt, pw->kdf->ln, pw->kdf->r,
+                              pw->kdf->p, hash)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    p = ngx_shinsei_password_encode(pw->out, pw->kdf->ln, pw->kdf->r,
+                                    pw->kdf->p, salt, hash);
+    pw->hash.len = p - pw->out;
+
+done:
+
+    ngx_explicit_memzero(pw->password.data, pw->password.len);
+    ngx_explicit_memzero(hash, sizeof(hash));
+}
+
+
+static void
+ngx_shinsei_password_event(ngx_event_t *ev)
+{
+    ngx_int_t                rc;
+    ngx_connection_t        *c;
+    ngx_shinsei_ctx_t       *ctx;
+    ngx_http_request_t      *r;
+    ngx_shinsei_password_t  *pw;
+
+    pw = ev->data;
+    r = pw->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+
+    if (pw->terminated) {
+        /* ended meanwhile (client gone, shutdown): free it now */
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_shinsei_module);
+
+    if (pw->mode == NGX_SHINSEI_PW_HASH && pw->hash.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      ngx_shinsei_log_prefix "password hashing failed");
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = pw->done(r, ctx, pw);
+    }
+
+    ngx_shinsei_finish(r, rc);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt, ngx_uint_t ln,
+    ngx_uint_t r, ngx_uint_t p, u_char *out)
+{
+    int           ok;
+    uint32_t      r32, p32;
+    uint64_t      n64, maxmem;
+    EVP_KDF      *kdf;
+    OSSL_PARAM    params[7];
+    EVP_KDF_CTX  *kctx;
+
+    /* bounds keep a tampered hash from costing the server its memory */
+
+    if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) {
+        return NGX_ERROR;
+    }
+
+    n64 = (uint64_t) 1 << ln;
+    r32 = (uint32_t) r;
+    p32 = (uint32_t) p;
+    maxmem = (uint64_t) 129 * r * n64 + (uint64_t) 1024 * 1024;
+
+    kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
+    if (kdf == NULL) {
+        return NGX_ERROR;
+    }
+
+    kctx = EVP_KDF_CTX_new(kdf);
+    EVP_KDF_free(kdf);
+
+    if (kctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
+                                                  password->data,
+                                                  password->len);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt,
+                                                  NGX_SHINSEI_SALT_LEN);
+    params[2] = OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n64);
+    params[3] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r32);
+    params[4] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p32);
+    params[5] = OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM,
+                                            &maxmem);
+    params[6] = OSSL_PARAM_construct_end();
+
+    ok = EVP_KDF_derive(kctx, out, NGX_SHINSEI_HASH_LEN, params);
+
+    EVP_KDF_CTX_free(kctx);
+
+    return ok == 1 ? NGX_OK : NGX_ERROR;
+}
+
+
+static u_char *
+ngx_shinsei_password_encode(u_char *dst, ngx_uint_t ln, ngx_uint_t r,
+    ngx_uint_t p, u_char *salt, u_char *hash)
+{
+    ngx_str_t  src, out;
+
+    dst = ngx_sprintf(dst, "$scrypt$ln=%ui,r=%ui,p=%ui$", ln, r, p);
+
+    src.data = salt;
+    src.len = NGX_SHINSEI_SALT_LEN;
+    out.data = dst;
+    ngx_encode_base64(&out, &src);
+    dst += out.len;
+
+    *dst++ = '$';
+
+    src.data = hash;
+    src.len = NGX_SHINSEI_HASH_LEN;
+    out.data = dst;
+    ngx_encode_base64(&out, &src);
+
+    return dst + out.len;
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_decode(ngx_str_t *stored, ngx_uint_t *ln,
+    ngx_uint_t *r, ngx_uint_t *p, u_char *salt, u_char *hash)
+{
+    u_char     *s, *last, *dollar;
+    ngx_int_t   v[3];
+    ngx_str_t   b64, raw;
+    ngx_uint_t  i;
+    u_char      buf[64];
+
+    s = stored->data;
+    last = s + stored->len;
+
+    if (stored->len < 16 || ngx_strncmp(s, "$scrypt$ln=", 11) != 0) {
+        return NGX_ERROR;
+    }
+
+    s += 11;
+
+    for (i = 0; i < 3; i++) {
+        if (i == 1 || i == 2) {
+            if (last - s < 3 || s[1] != '=') {
+                return NGX_ERROR;
+            }
+
+            s += 2;
+        }
+
+        v[i] = 0;
+
+        while (s < last && *s >= '0' && *s <= '9' && v[i] < 100) {
+            v[i] = v[i] * 10 + (*s++ - '0');
+        }
+
+        if (s == last || (i < 2 && *s != ',') || (i == 2 && *s != '$')) {
+            return NGX_ERROR;
+        }
+
+        s++;
+    }
+
+    *ln = v[0];
+    *r = v[1];
+    *p = v[2];
+
+    dollar = ngx_strlchr(s, last, '$');
+    if (dollar == NULL) {
+        return NGX_ERROR;
+    }
+
+    b64.data = s;
+    b64.len = dollar - s;
+    raw.data = buf;
+
+    if (b64.len > 40 || ngx_decode_base64(&raw, &b64) != NGX_OK
+        || raw.len != NGX_SHINSEI_SALT_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(salt, buf, NGX_SHINSEI_SALT_LEN);
+
+    b64.data = dollar + 1;
+    b64.len = last - b64.data;
+
+    if (b64.len > 60 || ngx_decode_base64(&raw, &b64) != NGX_OK
+        || raw.len != NGX_SHINSEI_HASH_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(hash, buf, NGX_SHINSEI_HASH_LEN);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_shinsei_hex_key(ngx_str_t *hex, u_char *key)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    if (hex->len != 64) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 32; i++) {
+        n = ngx_hextoi(hex->data + 2 * i, 2);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        key[i] = (u_char) n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_shinsei_data_key_t *
+ngx_shinsei_find_key(ngx_str_t *id)
+{
+    ngx_uint_t               i;
+    ngx_shinsei_keys_t      *keys;
+    ngx_shinsei_data_key_t  *k;
+
+    keys = ngx_shinsei_crypto_conf->keys;
+    k = keys->keys.elts;
+
+    for (i = 0; i < keys->keys.nelts; i++) {
+        if (k[i].id.len == id->len
+            && ngx_strncmp(k[i].id.data, id->data, id->len) == 0)
+        {
+            return &k[i];
+        }
+    }
+
+    return NULL;
+}

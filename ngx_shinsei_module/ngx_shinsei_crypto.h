@@ -1,0 +1,62 @@
+
+/*
+ * Copyright (C) ngx_shinsei developers
+ */
+
+
+#ifndef _NGX_SHINSEI_CRYPTO_H_INCLUDED_
+#define _NGX_SHINSEI_CRYPTO_H_INCLUDED_
+
+
+#include "ngx_shinsei_common.h"
+
+
+#define NGX_SHINSEI_TOKEN_LEN      43      /* base64url of 32 bytes */
+
+
+typedef struct ngx_shinsei_password_s  ngx_shinsei_password_t;
+
+typedef ngx_int_t (*ngx_shinsei_password_done_pt)(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
+
+
+struct ngx_shinsei_password_s {
+    ngx_str_t                      password;
+    ngx_str_t                      stored;     /* to verify against */
+
+    ngx_uint_t                     verified;   /* out */
+    ngx_str_t                      hash;       /* out: new or upgraded */
+
+    /* private to ngx_shinsei_crypto.c */
+    ngx_shinsei_password_done_pt   done;
+    ngx_http_request_t            *request;
+    ngx_shinsei_kdf_conf_t        *kdf;
+    ngx_uint_t                     mode;
+    ngx_uint_t                     terminated;
+    u_char                         out[128];
+};
+
+
+char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_shinsei_keys_t **keys);
+void ngx_shinsei_crypto_init_process(ngx_shinsei_main_conf_t *smcf);
+
+ngx_int_t ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain,
+    const char *aad, ngx_str_t *out);
+ngx_int_t ngx_shinsei_decrypt(ngx_pool_t *pool, ngx_str_t *in,
+    const char *aad, ngx_str_t *out);
+ngx_int_t ngx_shinsei_blind_index(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *hex);
+ngx_int_t ngx_shinsei_token(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *hash_hex);
+ngx_int_t ngx_shinsei_token_hash(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *hash_hex);
+
+ngx_int_t ngx_shinsei_password_hash(ngx_http_request_t *r,
+    ngx_str_t *password, ngx_shinsei_password_done_pt done);
+ngx_int_t ngx_shinsei_password_verify(ngx_http_request_t *r,
+    ngx_str_t *password, ngx_str_t *stored,
+    ngx_shinsei_password_done_pt done);
+
+
+#endif /* _NGX_SHINSEI_CRYPTO_H_INCLUDED_ */
