@@ -246,13 +246,27 @@ run_stop() {
 cmd_run() {
     cmd_build
     local port=${SHINSEI_PORT:-8080} pgport=${SHINSEI_PG_PORT:-5433}
+    local smtpport=${SHINSEI_SMTP_PORT:-2525}
     local ngx="$VAR/nginx"
-    mkdir -p "$ngx/tmp" "$VAR/log"
+    mkdir -p "$ngx/tmp" "$VAR/log" "$VAR/mail"
 
     cmd_pg_up "$VAR/pg" "$pgport"
     trap run_stop INT TERM EXIT
 
-    write_run_config "$ngx/nginx.conf" "$port" "$pgport"
+    # the keys of the personal data: made once, kept with the database
+    if [ ! -f "$VAR/data.keys" ]; then
+        (umask 077 && printf 'index %s\nkey k1 %s\n' \
+            "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" \
+            >"$VAR/data.keys")
+    fi
+
+    # a real SMTP server on loopback keeping every mail in var/mail/new
+    PYTHONPATH="$TOP/t/lib" /usr/bin/python3 -m aiosmtpd -n \
+        -l "127.0.0.1:$smtpport" -c shinsei_smtp_sink.MaildirSink \
+        "$VAR/mail" >"$VAR/log/smtp.log" 2>&1 &
+    RUN_PIDS+=($!)
+
+    write_run_config "$ngx/nginx.conf" "$port" "$pgport" "$smtpport"
     /usr/sbin/nginx -t -q -p "$ngx/" -c "$ngx/nginx.conf" \
         -e "$VAR/log/error.log"
     /usr/sbin/nginx -p "$ngx/" -c "$ngx/nginx.conf" -e "$VAR/log/error.log" &
@@ -264,17 +278,28 @@ cmd_run() {
 
     citizen site    http://127.0.0.1:$port/
     health          http://127.0.0.1:$port/healthz
+    mails sent      $VAR/mail/new/  (read them: ./build.sh mails)
     PostgreSQL      psql -h $VAR/pg -p $pgport -U shinsei shinsei
     nginx log       $VAR/log/error.log
 
   Ctrl-C stops everything.
 
 EOF
-    wait "${RUN_PIDS[0]}"
+    wait "${RUN_PIDS[-1]}"
+}
+
+# mails: the newest mails of "run", decoded (subject, recipient, body)
+cmd_mails() {
+    perl -I "$TOP/t/lib" -MShinseiTest::Mail -CS -e '
+        my @files = sort glob("$ARGV[0]/new/*");
+        for my $f (@files[($#files > 4 ? $#files - 4 : 0) .. $#files]) {
+            my $m = ShinseiTest::Mail::parse(do { local (@ARGV, $/) = $f; <> });
+            print "-" x 60, "\nTo: $m->{to}\nSubject: $m->{subject}\n\n$m->{body}\n";
+        }' "$VAR/mail"
 }
 
 write_run_config() {
-    local file=$1 port=$2 pgport=$3 user=""
+    local file=$1 port=$2 pgport=$3 smtpport=$4 user=""
     if [ "$(id -u)" = 0 ]; then
         user="user root root;"
     fi
@@ -294,7 +319,12 @@ events {
 http {
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log $VAR/log/access.log;
+    log_format shinsei escape=json
+        '{"time":"\$time_iso8601","addr":"\$remote_addr",'
+        '"method":"\$request_method","uri":"\$uri","status":\$status,'
+        '"bytes":\$bytes_sent,"rt":\$request_time}';
+
+    access_log $VAR/log/access.log shinsei;
     client_body_temp_path $VAR/nginx/tmp/body;
     proxy_temp_path $VAR/nginx/tmp/proxy;
     fastcgi_temp_path $VAR/nginx/tmp/fastcgi;
@@ -306,10 +336,15 @@ http {
 
     shinsei_db "host=$VAR/pg port=$pgport dbname=shinsei user=shinsei" pool=8;
     shinsei_templates $TOP/html/templates;
+    shinsei_data_keys $VAR/data.keys;
+    shinsei_password_blocklist $TOP/conf/common-passwords.txt;
+    shinsei_smtp smtp://127.0.0.1:$smtpport timeout=10s retry=5s;
 
     server {
         listen 127.0.0.1:$port;
         shinsei_tenant katsuragi;
+        shinsei_site_url http://127.0.0.1:$port;
+        shinsei_mail_from noreply@katsuragi.example.jp;
         # the demo runs on plain http, on loopback only
         shinsei_insecure_cookie on;
         absolute_redirect off;
@@ -338,6 +373,7 @@ case "${1:-}" in
     test)    cmd_test ;;
     bench)   cmd_build; exec perl "$TOP/t/bench/bench.pl" ;;
     run)     cmd_run ;;
+    mails)   cmd_mails ;;
     migrate) cmd_migrate ;;
     pg-up)   shift; cmd_pg_up "$@" ;;
     pg-down) shift; cmd_pg_down "$@" ;;

@@ -22,7 +22,7 @@ Test::More->builder->no_ending(1);
 
 my $t = ShinseiTest->new(own_pg => 1, workers => 2, pool => 8,
                          log_level => 'warn',
-                         access_log_opts => 'combined buffer=256k flush=1s');
+                         access_log_opts => 'buffer=256k flush=1s');
 
 my @workers = $t->worker_pids;
 

@@ -151,7 +151,7 @@ sub _psql {
     open(my $in, '<:encoding(UTF-8)', $out) or return '';
     local $/;
     my $text = <$in> // '';
-    chomp $text;
+    $text =~ s/\s+\z//;
     return $text;
 }
 
@@ -238,7 +238,12 @@ events {
 http {
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log $d/access.log @{[ $self->{access_log_opts} // '' ]};
+    # as conf/nginx.conf: no query strings (tokens of mail links), no cookies
+    log_format shinsei escape=json
+        '{"time":"\$time_iso8601","addr":"\$remote_addr",'
+        '"method":"\$request_method","uri":"\$uri","status":\$status,'
+        '"bytes":\$bytes_sent,"rt":\$request_time}';
+    access_log $d/access.log shinsei @{[ $self->{access_log_opts} // '' ]};
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
