@@ -74,6 +74,7 @@ typedef struct {
     ngx_shinsei_tmpl_set_t    *templates;
     time_t                     session_idle;
     time_t                     session_absolute;
+    ngx_msec_t                 purge_interval;
     ngx_array_t                tenants;      /* ngx_shinsei_tenant_t * */
     ngx_uint_t                 used;         /* shinsei_app was given */
 

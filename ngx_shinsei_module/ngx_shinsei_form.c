@@ -33,6 +33,7 @@ static ngx_int_t ngx_shinsei_form_email(ngx_str_t *v);
 static ngx_int_t ngx_shinsei_form_kana(ngx_str_t *v);
 static ngx_uint_t ngx_shinsei_form_common(ngx_http_request_t *r,
     ngx_str_t *v);
+static ngx_uint_t ngx_shinsei_form_pattern(ngx_str_t *v);
 static const char *ngx_shinsei_form_error_of(ngx_shinsei_ctx_t *ctx,
     const char *field);
 
@@ -103,7 +104,9 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                 continue;
             }
 
-            if (ngx_shinsei_form_common(r, v)) {
+            if (ngx_shinsei_form_common(r, v)
+                || ngx_shinsei_form_pattern(v))
+            {
                 if (ngx_shinsei_form_errorf(r, ctx, d,
                         "よく使われていて推測されやすい%sです。"
                         "ほかの人が思いつかないものにしてください", 0)
@@ -684,6 +687,52 @@ ngx_shinsei_form_common(ngx_http_request_t *r, ngx_str_t *v)
     ngx_explicit_memzero(lower, v->len);
 
     return 0;
+}
+
+
+/*
+ * What lists of common passwords leave out because a rule finds them:
+ * one character repeated ("aaaaaaaa"), one short block repeated
+ * ("abcabcabc"), a run up or down ("12345678", "87654321", "abcdefgh").
+ */
+
+static ngx_uint_t
+ngx_shinsei_form_pattern(ngx_str_t *v)
+{
+    u_char      *p;
+    ngx_int_t    step;
+    ngx_uint_t   block, i;
+
+    for (block = 1; block <= 4 && block < v->len; block++) {
+
+        if (v->len % block) {
+            continue;
+        }
+
+        for (i = block; i < v->len; i++) {
+            if (v->data[i] != v->data[i - block]) {
+                break;
+            }
+        }
+
+        if (i == v->len) {
+            return 1;
+        }
+    }
+
+    step = (ngx_int_t) v->data[1] - (ngx_int_t) v->data[0];
+
+    if (step != 1 && step != -1) {
+        return 0;
+    }
+
+    for (p = v->data + 1; p < v->data + v->len; p++) {
+        if ((ngx_int_t) p[0] - (ngx_int_t) p[-1] != step) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -12,6 +12,7 @@
 #include "ngx_shinsei_http_client.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_purge.h"
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
 #include <libpq-fe.h>
@@ -74,6 +75,13 @@ static ngx_command_t  ngx_shinsei_commands[] = {
       ngx_shinsei_session_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("shinsei_purge_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_shinsei_main_conf_t, purge_interval),
       NULL },
 
     { ngx_string("shinsei_tenant"),
@@ -214,6 +222,7 @@ ngx_shinsei_create_main_conf(ngx_conf_t *cf)
     smcf->session_idle = NGX_CONF_UNSET;
     smcf->session_absolute = NGX_CONF_UNSET;
     smcf->kdf.ln = NGX_CONF_UNSET_UINT;
+    smcf->purge_interval = NGX_CONF_UNSET_MSEC;
     smcf->smtp.timeout = NGX_CONF_UNSET_MSEC;
 
     if (ngx_array_init(&smcf->tenants, cf->pool, 4,
@@ -241,6 +250,8 @@ ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf)
     /* OWASP ASVS 4.0.3 3.3.2: 30 minutes idle, 12 hours in all */
     ngx_conf_init_value(smcf->session_idle, 30 * 60);
     ngx_conf_init_value(smcf->session_absolute, 12 * 60 * 60);
+
+    ngx_conf_init_msec_value(smcf->purge_interval, 600000);
 
     /* scrypt N = 2^15, r = 8, p = 3: one of OWASP's equivalent choices */
 
@@ -697,7 +708,8 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
     ngx_shinsei_crypto_init_process(smcf);
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
-        || ngx_shinsei_http_client_init_process(cycle) != NGX_OK)
+        || ngx_shinsei_http_client_init_process(cycle) != NGX_OK
+        || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -726,6 +738,7 @@ ngx_shinsei_exit_process(ngx_cycle_t *cycle)
     /* users first: the mail drainer holds transfers and queries */
 
     ngx_shinsei_mail_exit_process(cycle);
+    ngx_shinsei_purge_exit_process(cycle);
     ngx_shinsei_http_client_exit_process(cycle);
     ngx_shinsei_pg_exit_process(cycle);
     ngx_shinsei_tenant_exit_process(cycle, smcf);
