@@ -30,6 +30,7 @@ typedef struct ngx_shinsei_tenant_s     ngx_shinsei_tenant_t;
 
 typedef struct {
     ngx_str_t                  conninfo;
+    ngx_array_t               *hosts;        /* a conninfo per host */
     ngx_uint_t                 pool_size;
     ngx_uint_t                 queue_size;
     ngx_msec_t                 connect_timeout;

@@ -452,7 +452,7 @@ ngx_shinsei_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_shinsei_main_conf_t *smcf = conf;
 
-    char               *err;
+    char               *err, *rv;
     ngx_int_t           n;
     ngx_str_t          *value, s;
     ngx_uint_t          i;
@@ -476,9 +476,15 @@ ngx_shinsei_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    smcf->db.conninfo = value[1];
+
+    rv = ngx_shinsei_pg_parse_hosts(cf, &smcf->db, opts);
+
     PQconninfoFree(opts);
 
-    smcf->db.conninfo = value[1];
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
 
     for (i = 2; i < cf->args->nelts; i++) {
 

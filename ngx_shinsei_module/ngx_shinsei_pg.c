@@ -52,6 +52,7 @@ typedef struct {
     ngx_queue_t                    idle;
     ngx_queue_t                    waiting;
     ngx_msec_t                     retry_at;
+    ngx_uint_t                     host;         /* of conf->hosts */
     ngx_uint_t                     nstmts;
     ngx_shinsei_pg_stats_t         stats;
 
@@ -91,6 +92,11 @@ static ngx_int_t ngx_shinsei_pg_want(ngx_shinsei_pg_conn_t *pc,
     ngx_uint_t rd, ngx_uint_t wr);
 static void ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_backoff(void);
+static void ngx_shinsei_pg_next_host(ngx_shinsei_pg_conn_t *pc);
+static char *ngx_shinsei_pg_split(ngx_conf_t *cf, const char *list,
+    ngx_array_t *out);
+static u_char *ngx_shinsei_pg_quote(u_char *p, const char *keyword,
+    ngx_str_t *value);
 static void ngx_shinsei_pg_fail_waiting(void);
 static void ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
     ngx_shinsei_pg_status_e status);
@@ -102,6 +108,152 @@ static void ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what,
 
 static ngx_shinsei_pg_pool_t  *ngx_shinsei_pg_pool;
 static ngx_connection_t        ngx_shinsei_pg_dummy;
+
+
+/*
+ * At configuration load: one connection string per host, so that each
+ * host gets its own connect timeout (libpq leaves per-host timeouts of
+ * PQconnectPoll() to the application), and no host name that libpq would
+ * resolve with a blocking lookup inside a worker.
+ */
+
+char *
+ngx_shinsei_pg_parse_hosts(ngx_conf_t *cf, ngx_shinsei_db_conf_t *db,
+    PQconninfoOption *opts)
+{
+    u_char            *p, addr[16];
+    size_t             len;
+    ngx_str_t         *h, *a, *pt, *out, value;
+    ngx_uint_t         i, n;
+    ngx_array_t        hosts, addrs, ports;
+    PQconninfoOption  *o;
+
+    if (ngx_array_init(&hosts, cf->temp_pool, 4, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&addrs, cf->temp_pool, 4, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&ports, cf->temp_pool, 4, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    len = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL) {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            if (ngx_shinsei_pg_split(cf, o->val, &hosts) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            if (ngx_shinsei_pg_split(cf, o->val, &addrs) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(o->keyword, "port") == 0) {
+            if (ngx_shinsei_pg_split(cf, o->val, &ports) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        len += ngx_strlen(o->keyword) + 2 * ngx_strlen(o->val) + 4;
+    }
+
+    n = ngx_max(ngx_max(hosts.nelts, addrs.nelts), 1);
+
+    if ((hosts.nelts > 1 && addrs.nelts > 1 && hosts.nelts != addrs.nelts)
+        || (ports.nelts > 1 && ports.nelts != n))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_db\": host, hostaddr and port lists "
+                           "differ in length");
+        return NGX_CONF_ERROR;
+    }
+
+    h = hosts.elts;
+    a = addrs.elts;
+    pt = ports.elts;
+
+    for (i = 0; i < hosts.nelts; i++) {
+
+        if ((addrs.nelts > i && a[i].len) || h[i].len == 0
+            || h[i].data[0] == '/' || h[i].data[0] == '@')
+        {
+            continue;
+        }
+
+        if (ngx_inet_addr(h[i].data, h[i].len) != INADDR_NONE) {
+            continue;
+        }
+
+#if (NGX_HAVE_INET6)
+        if (ngx_inet6_addr(h[i].data, h[i].len, addr) == NGX_OK) {
+            continue;
+        }
+#endif
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_db\": host \"%V\" is a name that "
+                           "libpq would resolve with a blocking lookup in "
+                           "the worker: give its address (host=IP, or "
+                           "hostaddr=IP beside the name), or a socket "
+                           "directory", &h[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    db->hosts = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
+    if (db->hosts == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+
+        out = ngx_array_push(db->hosts);
+        if (out == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        out->data = ngx_pnalloc(cf->pool, len + 1);
+        if (out->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = out->data;
+
+        for (o = opts; o->keyword; o++) {
+            if (o->val == NULL) {
+                continue;
+            }
+
+            if (ngx_strcmp(o->keyword, "host") == 0) {
+                value = hosts.nelts > i ? h[i] : h[0];
+
+            } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+                value = addrs.nelts > i ? a[i] : a[0];
+
+            } else if (ngx_strcmp(o->keyword, "port") == 0) {
+                value = ports.nelts > i ? pt[i] : pt[0];
+
+            } else {
+                value.data = (u_char *) o->val;
+                value.len = ngx_strlen(o->val);
+            }
+
+            if (value.len) {
+                p = ngx_shinsei_pg_quote(p, o->keyword, &value);
+            }
+        }
+
+        *p = '\0';
+        out->len = p - out->data;
+    }
+
+    return NGX_CONF_OK;
+}
 
 
 ngx_int_t
@@ -361,7 +513,7 @@ ngx_shinsei_pg_connect(void)
     for (i = 0; i < pool->conf->pool_size; i++) {
         if (pool->conns[i].state == NGX_SHINSEI_PG_CONN_FREE) {
             if (ngx_shinsei_pg_open(&pool->conns[i]) != NGX_OK) {
-                ngx_shinsei_pg_backoff();
+                ngx_shinsei_pg_next_host(&pool->conns[i]);
                 return NGX_ERROR;
             }
 
@@ -376,13 +528,15 @@ ngx_shinsei_pg_connect(void)
 static ngx_int_t
 ngx_shinsei_pg_open(ngx_shinsei_pg_conn_t *pc)
 {
+    ngx_str_t              *host;
     ngx_shinsei_pg_pool_t  *pool;
 
     pool = ngx_shinsei_pg_pool;
 
     pool->stats.connects++;
 
-    pc->pgconn = PQconnectStart((char *) pool->conf->conninfo.data);
+    host = pool->conf->hosts->elts;
+    pc->pgconn = PQconnectStart((char *) host[pool->host].data);
 
     if (pc->pgconn == NULL) {
         ngx_log_error(NGX_LOG_ERR, pool->log, 0,
@@ -453,11 +607,9 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
                           "connection to the database timed out");
             ngx_shinsei_pg_pool->stats.connect_failures++;
 
-            if (pc != &ngx_shinsei_pg_pool->listener) {
-                ngx_shinsei_pg_backoff();
-            }
-
+            ngx_shinsei_pg_next_host(pc);
             ngx_shinsei_pg_close(pc);
+            ngx_shinsei_pg_refill();
             ngx_shinsei_pg_fail_waiting();
             return;
         }
@@ -578,15 +730,12 @@ ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc)
         ngx_shinsei_pg_log_error(pool->log, "connection to the database",
                                  pc->pgconn);
         pool->stats.connect_failures++;
-
-        if (pc != &pool->listener) {
-            ngx_shinsei_pg_backoff();
-        }
-
+        ngx_shinsei_pg_next_host(pc);
         break;
     }
 
     ngx_shinsei_pg_close(pc);
+    ngx_shinsei_pg_refill();
     ngx_shinsei_pg_fail_waiting();
 }
 
@@ -1160,6 +1309,28 @@ ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc)
 }
 
 
+/*
+ * A host of a multi-host string failed (down, silent, or a standby when
+ * target_session_attrs=read-write asks for the primary): the next
+ * connection tries the next host at once; once every host has failed,
+ * the pool pauses before it starts over.
+ */
+
+static void
+ngx_shinsei_pg_next_host(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pool->host = (pool->host + 1) % pool->conf->hosts->nelts;
+
+    if (pool->host == 0 && pc != &pool->listener) {
+        ngx_shinsei_pg_backoff();
+    }
+}
+
+
 static void
 ngx_shinsei_pg_backoff(void)
 {
@@ -1299,4 +1470,60 @@ ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what, PGconn *pgconn)
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   ngx_shinsei_log_prefix "%s failed: %*s",
                   what, (size_t) (last - msg), msg);
+}
+
+
+static char *
+ngx_shinsei_pg_split(ngx_conf_t *cf, const char *list, ngx_array_t *out)
+{
+    u_char     *p, *last, *comma;
+    ngx_str_t  *item;
+
+    p = (u_char *) list;
+    last = p + ngx_strlen(list);
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        item = ngx_array_push(out);
+        if (item == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        item->data = p;
+        item->len = comma - p;
+
+        if (comma == last) {
+            return NGX_CONF_OK;
+        }
+
+        p = comma + 1;
+    }
+}
+
+
+/* keyword='value' with \ and ' escaped, as libpq reads them */
+
+static u_char *
+ngx_shinsei_pg_quote(u_char *p, const char *keyword, ngx_str_t *value)
+{
+    u_char  *v;
+
+    p = ngx_sprintf(p, "%s='", keyword);
+
+    for (v = value->data; v < value->data + value->len; v++) {
+        if (*v == '\\' || *v == '\'') {
+            *p++ = '\\';
+        }
+
+        *p++ = *v;
+    }
+
+    *p++ = '\'';
+    *p++ = ' ';
+
+    return p;
 }

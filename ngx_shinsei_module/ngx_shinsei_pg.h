@@ -82,6 +82,8 @@ typedef void (*ngx_shinsei_pg_notify_pt)(ngx_str_t *channel,
     ngx_str_t *payload, void *data);
 
 
+char *ngx_shinsei_pg_parse_hosts(ngx_conf_t *cf,
+    ngx_shinsei_db_conf_t *db, PQconninfoOption *opts);
 ngx_int_t ngx_shinsei_pg_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_db_conf_t *conf);
 void ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle);

@@ -42,6 +42,9 @@ close $bk;
 my ($rc, $out) = $t->nginx_t(conf());
 is($rc, 0, 'a complete configuration passes nginx -t') or diag($out);
 
+($rc, $out) = $t->nginx_t(conf(http => qq{shinsei_db "host=db1.example.jp,db2.example.jp hostaddr=10.0.0.1,10.0.0.2 port=5432 target_session_attrs=read-write dbname=x";\nshinsei_templates $top/html/templates;}));
+is($rc, 0, 'host names with their addresses (hostaddr) pass') or diag($out);
+
 my @bad = (
     [ 'a connection string libpq cannot parse',
       { http => qq{shinsei_db "host=/tmp bogus"; shinsei_templates $top/html/templates;} },
@@ -101,6 +104,15 @@ my @bad = (
     [ 'a sender address with a line break',
       { server => qq{shinsei_tenant katsuragi; shinsei_site_url https://x.jp; shinsei_mail_from "a\@b.jp\nBcc: x\@y.jp";}, no_site => 1 },
       qr{"shinsei_mail_from": .* is not an address}s ],
+    [ 'a database host name (resolved with a blocking lookup)',
+      { http => qq{shinsei_db "host=db.example.jp dbname=x"; shinsei_templates $top/html/templates;} },
+      qr{"shinsei_db": host "db\.example\.jp" is a name that libpq would resolve with a blocking lookup} ],
+    [ 'localhost as the database host',
+      { http => qq{shinsei_db "host=localhost,10.0.0.2 dbname=x"; shinsei_templates $top/html/templates;} },
+      qr{host "localhost" is a name} ],
+    [ 'host and port lists of different lengths',
+      { http => qq{shinsei_db "host=10.0.0.1,10.0.0.2 port=5432,5433,5434"; shinsei_templates $top/html/templates;} },
+      qr{host, hostaddr and port lists differ in length} ],
     [ 'shinsei_db given twice',
       { http => qq{shinsei_db "host=/tmp"; shinsei_db "host=/tmp"; shinsei_templates $top/html/templates;} },
       qr{"shinsei_db" directive is duplicate} ],

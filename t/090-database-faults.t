@@ -125,4 +125,28 @@ cmp_ok($took, '<', 2, sprintf('after connect_timeout (%.3f s)', $took));
 like($t2->error_log, qr/connection to the database timed out/, 'and a log line');
 $t2->done;
 
+# --- a multi-host string whose first host never answers ------------------
+
+my $t3 = ShinseiTest->new(own_pg => 1, no_start => 1,
+                          db_opts => 'connect_timeout=1s');
+$t3->{conninfo} = 'host=127.0.0.1,' . $t3->{pg_dir}
+                . ' port=' . $hole->sockport . ',' . $t3->{pg_port}
+                . ' dbname=shinsei user=shinsei sslmode=disable';
+$t3->start;
+$s = time;
+$r = $t3->get('/');
+my $first = time - $s;
+ok($r->{status} == 200 || $r->{status} == 503,
+   'with the first host silent, the first request ends in time');
+my $ok3 = 0;
+$s = time;
+for (1 .. 20) {
+    $r = $t3->get('/');
+    if ($r->{status} == 200) { $ok3 = 1; last }
+    sleep 0.2;
+}
+ok($ok3, sprintf('the next host of the list serves the pages (%.1f s)', time - $s));
+cmp_ok($first + (time - $s), '<', 5, 'failover takes about the connect timeout, not forever');
+$t3->done;
+
 done_testing;
