@@ -39,28 +39,12 @@ ngx_shinsei_route_t  ngx_shinsei_catalogue_routes[] = {
 };
 
 
-/* the whole page as one JSON document: one round trip */
+/* the whole page as one JSON document kept ready (catalogue_docs) */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_catalogue_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT json_build_object('groups', coalesce(json_agg("
-    "  json_build_object('code', g.code, 'name', g.name,"
-    "   'procedures', ps.list) ORDER BY g.sort), '[]'))"
-    " FROM procedure_groups g"
-    " CROSS JOIN LATERAL ("
-    "  SELECT json_agg(json_build_object('code', p.code, 'name', p.name,"
-    "   'summary', p.summary, 'fee', fee.text) ORDER BY p.sort) AS list"
-    "  FROM procedures p"
-    "  CROSS JOIN LATERAL ("
-    "   SELECT to_char(min(f.amount), 'FM999,999,990')"
-    "    || CASE WHEN min(f.amount) < max(f.amount) THEN '円から'"
-    "       ELSE '円' END AS text"
-    "   FROM fee_items f"
-    "   WHERE f.city = p.city AND f.procedure_id = p.id AND f.kind = 'fee'"
-    "  ) fee"
-    "  WHERE p.city = g.city AND p.group_code = g.code AND p.published"
-    " ) ps"
-    " WHERE g.city = $1 AND ps.list IS NOT NULL");
+    "SELECT coalesce((SELECT doc FROM catalogue_docs WHERE city = $1),"
+    " '{\"groups\":[]}')");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_procedure_stmt =
