@@ -14,6 +14,19 @@
 #include "ngx_shinsei_handler.h"
 
 
+const char  ngx_shinsei_hint_name[] =
+    "姓と名の間にスペースを入れてください"
+    "（例：葛城 太郎）";
+
+const char  ngx_shinsei_hint_name_kana[] =
+    "全角カタカナで入力してください"
+    "（例：カツラギ タロウ）";
+
+const char  ngx_shinsei_hint_new_password[] =
+    "8文字以上128文字以内。"
+    "よく使われていて推測されやすいものは使えません";
+
+
 /*
  * The values of an account mail: the resident's name, the link to follow
  * (site URL + path + token), and the login and reset pages.

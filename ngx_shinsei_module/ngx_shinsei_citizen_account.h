@@ -13,6 +13,39 @@
 #include <libpq-fe.h>
 
 
+/* the fields the account pages share */
+
+#define ngx_shinsei_field_name                                               \
+    { "name", "氏名", ngx_shinsei_hint_name, "text", "name",                 \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE, 64 }
+
+#define ngx_shinsei_field_name_kana                                          \
+    { "name_kana", "フリガナ",                                               \
+      ngx_shinsei_hint_name_kana, "text", NULL,                              \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE                      \
+      |NGX_SHINSEI_FIELD_KANA, 64 }
+
+#define ngx_shinsei_field_email(label, hint)                                 \
+    { "email", label, hint, "email", "email",                                \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE                      \
+      |NGX_SHINSEI_FIELD_EMAIL, 254 }
+
+#define ngx_shinsei_field_new_password(label)                                \
+    { "password", label, ngx_shinsei_hint_new_password, "password",          \
+      "new-password",                                                        \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET                    \
+      |NGX_SHINSEI_FIELD_NEW_PASS, 128 }
+
+#define ngx_shinsei_field_current_password(name, label)                      \
+    { name, label, NULL, "password", "current-password",                     \
+      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET, 1024 }
+
+
+extern const char  ngx_shinsei_hint_name[];
+extern const char  ngx_shinsei_hint_name_kana[];
+extern const char  ngx_shinsei_hint_new_password[];
+
+
 cJSON *ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
     const char *path, ngx_str_t *token);
 ngx_str_t *ngx_shinsei_account_token(ngx_http_request_t *r,

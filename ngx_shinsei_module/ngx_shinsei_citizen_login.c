@@ -85,16 +85,30 @@ ngx_shinsei_route_t  ngx_shinsei_login_routes[] = {
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_login_fields[] = {
-
     { "email", "メールアドレス", NULL, "email", "username",
       NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
       |NGX_SHINSEI_FIELD_EMAIL, 254 },
-
-    { "password", "パスワード", NULL, "password", "current-password",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET, 1024 },
-
+    ngx_shinsei_field_current_password("password", "パスワード"),
     ngx_shinsei_null_field
 };
+
+
+static const char  ngx_shinsei_login_msg_paused[] =
+    "ログインに続けて失敗したため、"
+    "このアカウントへのログインを"
+    "一時的に止めています。"
+    "%ui分ほど待ってから、もう一度お試しください。"
+    "パスワードを忘れた場合は、"
+    "パスワードを再発行してください。";
+
+static const char  ngx_shinsei_login_msg_failed[] =
+    "メールアドレスまたはパスワードが正しくありません";
+
+static const char  ngx_shinsei_login_msg_unverified[] =
+    "メールアドレスの確認がまだ済んでいません。"
+    "確認のメールをもう一度お送りしました。"
+    "メールに書かれたリンクを開いてから、"
+    "ログインしてください。";
 
 
 /* the failures of the last 15 minutes and seconds since the last one */
@@ -261,11 +275,7 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            *ngx_snprintf(msg, 511,
-                          "ログインに続けて失敗したため、このアカウントへの"
-                          "ログインを一時的に止めています。%ui分ほど待って"
-                          "から、もう一度お試しください。パスワードを忘れた"
-                          "場合は、パスワードを再発行してください。",
+            *ngx_snprintf(msg, 511, ngx_shinsei_login_msg_paused,
                           (pause - since + 59) / 60) = '\0';
 
             if (ngx_shinsei_form_error(r, ctx, NULL, (char *) msg)
@@ -365,9 +375,7 @@ static ngx_int_t
 ngx_shinsei_login_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    if (ngx_shinsei_form_error(r, ctx, NULL,
-                               "メールアドレスまたはパスワードが正しく"
-                               "ありません")
+    if (ngx_shinsei_form_error(r, ctx, NULL, ngx_shinsei_login_msg_failed)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -382,10 +390,7 @@ ngx_shinsei_login_unverified(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     if (ngx_shinsei_form_error(r, ctx, NULL,
-                               "メールアドレスの確認がまだ済んでいません。"
-                               "確認のメールをもう一度お送りしました。"
-                               "メールに書かれたリンクを開いてから、"
-                               "ログインしてください。")
+                               ngx_shinsei_login_msg_unverified)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -141,62 +141,34 @@ ngx_shinsei_route_t  ngx_shinsei_mypage_routes[] = {
 };
 
 
-#define ngx_shinsei_current_password_field                                   \
-    { "current_password", "現在のパスワード", NULL, "password",              \
-      "current-password",                                                    \
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET, 1024 }
-
-
 static ngx_shinsei_field_def_t  ngx_shinsei_name_fields[] = {
-
-    { "name", "氏名",
-      "姓と名の間にスペースを入れてください（例：葛城 太郎）",
-      "text", "name",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE, 64 },
-
-    { "name_kana", "フリガナ",
-      "全角カタカナで入力してください（例：カツラギ タロウ）",
-      "text", NULL,
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
-      |NGX_SHINSEI_FIELD_KANA, 64 },
-
+    ngx_shinsei_field_name,
+    ngx_shinsei_field_name_kana,
     ngx_shinsei_null_field
 };
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_password_fields[] = {
-
-    ngx_shinsei_current_password_field,
-
-    { "password", "新しいパスワード",
-      "8文字以上128文字以内。よく使われていて推測されやすいものは"
-      "使えません",
-      "password", "new-password",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET
-      |NGX_SHINSEI_FIELD_NEW_PASS, 128 },
-
+    ngx_shinsei_field_current_password("current_password",
+                                       "現在のパスワード"),
+    ngx_shinsei_field_new_password("新しいパスワード"),
     ngx_shinsei_null_field
 };
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_email_fields[] = {
-
-    { "email", "新しいメールアドレス",
-      "確認のためのメールを新しいアドレスにお送りします",
-      "email", "email",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
-      |NGX_SHINSEI_FIELD_EMAIL, 254 },
-
-    ngx_shinsei_current_password_field,
-
+    ngx_shinsei_field_email("新しいメールアドレス",
+                            "確認のためのメールを"
+                            "新しいアドレスにお送りします"),
+    ngx_shinsei_field_current_password("current_password",
+                                       "現在のパスワード"),
     ngx_shinsei_null_field
 };
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_delete_fields[] = {
-
-    ngx_shinsei_current_password_field,
-
+    ngx_shinsei_field_current_password("current_password",
+                                       "現在のパスワード"),
     ngx_shinsei_null_field
 };
 
@@ -220,6 +192,14 @@ static ngx_shinsei_mypage_t  ngx_shinsei_mypage_name = {
     ngx_shinsei_name_fields, "mypage_name",
     NULL, "/mypage?m=name_changed"
 };
+
+
+static const char  ngx_shinsei_mypage_msg_same_email[] =
+    "今と同じメールアドレスです。"
+    "新しいメールアドレスを入力してください";
+
+static const char  ngx_shinsei_mypage_msg_wrong_password[] =
+    "現在のパスワードが正しくありません";
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_mypage_stmt =
@@ -712,8 +692,7 @@ ngx_shinsei_mypage_reauth(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         rc = NGX_DECLINED;
 
         if (ngx_shinsei_form_error(r, ctx, "email",
-                                   "今と同じメールアドレスです。"
-                                   "新しいメールアドレスを入力してください")
+                                   ngx_shinsei_mypage_msg_same_email)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -763,7 +742,7 @@ ngx_shinsei_mypage_reauthed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                       "\"%V\"", &r->uri);
 
         if (ngx_shinsei_form_error(r, ctx, "current_password",
-                                   "現在のパスワードが正しくありません")
+                                   ngx_shinsei_mypage_msg_wrong_password)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

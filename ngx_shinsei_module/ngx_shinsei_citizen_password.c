@@ -2,9 +2,9 @@
 /*
  * Copyright (C) ngx_shinsei developers
  *
- * A forgotten password (パスワードの再発行, REQ U-AUTH-2): the same answer
- * whether the address has an account or not; a link valid for one hour,
- * once; when the password changes, every session of the account ends and
+ * A forgotten password (パスワードの再発行, REQ U-AUTH-2): the same
+ * answer whether the address has an account or not; a link valid for one
+ * hour, once; when the password changes, every session of the account ends and
  * a notice goes to its address.
  */
 
@@ -76,26 +76,15 @@ ngx_shinsei_route_t  ngx_shinsei_password_routes[] = {
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_forgot_fields[] = {
-
-    { "email", "メールアドレス",
-      "登録したメールアドレスを入力してください",
-      "email", "email",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
-      |NGX_SHINSEI_FIELD_EMAIL, 254 },
-
+    ngx_shinsei_field_email("メールアドレス",
+                            "登録したメールアドレスを"
+                            "入力してください"),
     ngx_shinsei_null_field
 };
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_reset_fields[] = {
-
-    { "password", "新しいパスワード",
-      "8文字以上128文字以内。よく使われていて推測されやすいものは"
-      "使えません",
-      "password", "new-password",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET
-      |NGX_SHINSEI_FIELD_NEW_PASS, 128 },
-
+    ngx_shinsei_field_new_password("新しいパスワード"),
     ngx_shinsei_null_field
 };
 

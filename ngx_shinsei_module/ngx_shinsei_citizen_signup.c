@@ -66,31 +66,11 @@ ngx_shinsei_route_t  ngx_shinsei_signup_routes[] = {
 
 
 static ngx_shinsei_field_def_t  ngx_shinsei_signup_fields[] = {
-
-    { "name", "氏名",
-      "姓と名の間にスペースを入れてください（例：葛城 太郎）",
-      "text", "name",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE, 64 },
-
-    { "name_kana", "フリガナ",
-      "全角カタカナで入力してください（例：カツラギ タロウ）",
-      "text", NULL,
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
-      |NGX_SHINSEI_FIELD_KANA, 64 },
-
-    { "email", "メールアドレス",
-      "確認のためのメールをお送りします",
-      "email", "email",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE
-      |NGX_SHINSEI_FIELD_EMAIL, 254 },
-
-    { "password", "パスワード",
-      "8文字以上128文字以内。よく使われていて推測されやすいものは"
-      "使えません",
-      "password", "new-password",
-      NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_SECRET
-      |NGX_SHINSEI_FIELD_NEW_PASS, 128 },
-
+    ngx_shinsei_field_name,
+    ngx_shinsei_field_name_kana,
+    ngx_shinsei_field_email("メールアドレス",
+                            "確認のためのメールをお送りします"),
+    ngx_shinsei_field_new_password("パスワード"),
     ngx_shinsei_null_field
 };
 

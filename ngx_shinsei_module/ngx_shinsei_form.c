@@ -7,7 +7,8 @@
  * normalizes and checks what was posted, ngx_shinsei_form_render() shows
  * the page again with every value kept (passwords excepted), the message
  * under each field tied by aria-describedby, and the summary at the top
- * (GOV.UK error summary, デジタル庁デザインシステム form controls).
+ * (GOV.UK error summary; the form controls of
+ * デジタル庁デザインシステム).
  */
 
 
@@ -38,6 +39,26 @@ static const char *ngx_shinsei_form_error_of(ngx_shinsei_ctx_t *ctx,
     const char *field);
 
 
+/* what a resident reads under a field; %s is the field's label */
+
+static const char  ngx_shinsei_form_msg_required[] =
+    "%sを入力してください";
+static const char  ngx_shinsei_form_msg_line[] =
+    "%sに改行は入力できません";
+static const char  ngx_shinsei_form_msg_short[] =
+    "%sは%ui文字以上で入力してください";
+static const char  ngx_shinsei_form_msg_long[] =
+    "%sは%ui文字以内で入力してください";
+static const char  ngx_shinsei_form_msg_common[] =
+    "よく使われていて推測されやすい%sです。"
+    "ほかの人が思いつかないものにしてください";
+static const char  ngx_shinsei_form_msg_email[] =
+    "%sを正しい形式で入力してください"
+    "（例：taro@example.jp）";
+static const char  ngx_shinsei_form_msg_kana[] =
+    "%sは全角カタカナで入力してください";
+
+
 ngx_int_t
 ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_field_def_t *defs)
@@ -60,8 +81,8 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
         if (v->len == 0) {
             if ((d->rules & NGX_SHINSEI_FIELD_REQUIRED)
-                && ngx_shinsei_form_errorf(r, ctx, d, "%sを入力してください",
-                                           0)
+                && ngx_shinsei_form_errorf(r, ctx, d,
+                                           ngx_shinsei_form_msg_required, 0)
                    != NGX_OK)
             {
                 return NGX_ERROR;
@@ -77,7 +98,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                 || ngx_strlchr(v->data, v->data + v->len, LF)))
         {
             if (ngx_shinsei_form_errorf(r, ctx, d,
-                                        "%sに改行は入力できません", 0)
+                                        ngx_shinsei_form_msg_line, 0)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -92,10 +113,8 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                 n = chars < 8 ? 8 : 128;
 
                 if (ngx_shinsei_form_errorf(r, ctx, d, chars < 8
-                                            ? "%sは%ui文字以上で入力して"
-                                              "ください"
-                                            : "%sは%ui文字以内で入力して"
-                                              "ください", n)
+                                            ? ngx_shinsei_form_msg_short
+                                            : ngx_shinsei_form_msg_long, n)
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -108,8 +127,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                 || ngx_shinsei_form_pattern(v))
             {
                 if (ngx_shinsei_form_errorf(r, ctx, d,
-                        "よく使われていて推測されやすい%sです。"
-                        "ほかの人が思いつかないものにしてください", 0)
+                                            ngx_shinsei_form_msg_common, 0)
                     != NGX_OK)
                 {
                     return NGX_ERROR;
@@ -121,8 +139,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
         if (d->max && chars > d->max) {
             if (ngx_shinsei_form_errorf(r, ctx, d,
-                                        "%sは%ui文字以内で入力してください",
-                                        d->max)
+                                        ngx_shinsei_form_msg_long, d->max)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -135,8 +152,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             && ngx_shinsei_form_email(v) != NGX_OK)
         {
             if (ngx_shinsei_form_errorf(r, ctx, d,
-                                        "%sを正しい形式で入力してください"
-                                        "（例：taro@example.jp）", 0)
+                                        ngx_shinsei_form_msg_email, 0)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -149,8 +165,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             && ngx_shinsei_form_kana(v) != NGX_OK)
         {
             if (ngx_shinsei_form_errorf(r, ctx, d,
-                                        "%sは全角カタカナで入力してください",
-                                        0)
+                                        ngx_shinsei_form_msg_kana, 0)
                 != NGX_OK)
             {
                 return NGX_ERROR;

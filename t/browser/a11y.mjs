@@ -334,7 +334,9 @@ async function checkPage(browser, entry, width) {
                 last = r;
             } else if (r.status() >= 400) {
                 problems.push(`${req.method()} ${r.url()} answered ${r.status()}`);
-            } else {
+            } else if (r.status() >= 200 && r.status() < 300) {
+                // (a 304 of a revalidated copy has no Content-Type: the
+                // cached one, checked when it came, applies)
                 // Chromium ignores a stylesheet or script served under
                 // another type (strict MIME checking), without a word
                 const type = (r.headers()['content-type'] || '(none)').split(';')[0].trim();
