@@ -41,6 +41,10 @@ cmd_deps() {
             missing+=("$p")
         fi
     done
+    # Node.js (design tokens, browser tests): Debian's, unless one is there
+    if ! command -v npm >/dev/null 2>&1; then
+        missing+=(nodejs npm)
+    fi
     if [ ${#missing[@]} -eq 0 ]; then
         return 0
     fi
@@ -49,8 +53,6 @@ cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts its own cluster on 5432; the project runs its own.
-    systemctl disable --now postgresql >/dev/null 2>&1 || true
 }
 
 
@@ -348,7 +350,7 @@ http {
         # the demo runs on plain http, on loopback only
         shinsei_insecure_cookie on;
         absolute_redirect off;
-        error_page 400 404 405 413 500 502 503 504 /_error;
+        error_page 400 404 405 413 429 500 502 503 504 /_error;
 
         location / {
             shinsei_app citizen;

@@ -12,6 +12,34 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_form.h"
 #include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_mail.h"
+#include "ngx_shinsei_tenant.h"
+
+
+#define NGX_SHINSEI_FAILURES          5
+#define NGX_SHINSEI_PAUSE             30
+#define NGX_SHINSEI_PAUSE_MAX         900
+
+
+static const char  ngx_shinsei_account_msg_paused[] =
+    "続けて失敗したため、"
+    "このアカウントへのログインとパスワードの確認を"
+    "一時的に止めています。"
+    "%ui分ほど待ってから、もう一度お試しください。"
+    "パスワードを忘れた場合は、"
+    "パスワードを再発行してください。";
+
+
+/* $3 the owner's warning mail, or NULL below the threshold */
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_account_failed_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH f AS (INSERT INTO login_failures (citizen_id)"
+    " SELECT id FROM citizens WHERE id = $2::bigint AND city = $1"
+    " RETURNING 1)"
+    " SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
+    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)"
+    " FROM f");
 
 
 const char  ngx_shinsei_hint_name[] =
@@ -25,6 +53,102 @@ const char  ngx_shinsei_hint_name_kana[] =
 const char  ngx_shinsei_hint_new_password[] =
     "8文字以上128文字以内。"
     "よく使われていて推測されやすいものは使えません";
+
+
+/*
+ * The pause after repeated failures of an account's password (OWASP ASVS
+ * 4.0.3 2.2.1): after 5 within 15 minutes, 30 seconds, doubling with each
+ * further failure, at most 15 minutes; attempts meanwhile are not checked.
+ * res holds, from column col, the failures of the last 15 minutes and the
+ * seconds since the last one.  NGX_DECLINED: paused, the form says so.
+ */
+
+ngx_int_t
+ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *id, PGresult *res, int col)
+{
+    u_char      *msg;
+    ngx_int_t    failures, since;
+    ngx_uint_t   pause;
+
+    failures = ngx_atoi((u_char *) PQgetvalue(res, 0, col),
+                        PQgetlength(res, 0, col));
+    since = ngx_atoi((u_char *) PQgetvalue(res, 0, col + 1),
+                     PQgetlength(res, 0, col + 1));
+
+    if (failures == NGX_ERROR || since == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ctx->failures = failures;
+
+    if (failures < NGX_SHINSEI_FAILURES) {
+        return NGX_OK;
+    }
+
+    pause = NGX_SHINSEI_PAUSE << ngx_min(failures - NGX_SHINSEI_FAILURES, 5);
+    pause = ngx_min(pause, NGX_SHINSEI_PAUSE_MAX);
+
+    if ((ngx_uint_t) since >= pause) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "password check refused for "
+                  "citizen %V: %i failures, paused for %ui s",
+                  id, failures, pause - since);
+
+    msg = ngx_pnalloc(r->pool, 512);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_snprintf(msg, 511, ngx_shinsei_account_msg_paused,
+                  (pause - since + 59) / 60) = '\0';
+
+    if (ngx_shinsei_form_error(r, ctx, NULL, (char *) msg) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A wrong password for an account: counted, and the failure that starts
+ * the pause tells the owner by mail.
+ */
+
+ngx_int_t
+ngx_shinsei_account_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *id, ngx_str_t *email, ngx_str_t *name,
+    ngx_shinsei_db_done_pt done)
+{
+    cJSON      *vars;
+    ngx_str_t   p[3];
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "wrong password for citizen %V",
+                  id);
+
+    p[0] = ctx->tenant->code;
+    p[1] = *id;
+    ngx_str_null(&p[2]);
+
+    if (ctx->failures + 1 == NGX_SHINSEI_FAILURES) {
+        vars = ngx_shinsei_account_vars(r, name, NULL, NULL);
+        if (vars == NULL
+            || ngx_shinsei_mail_build(r, ctx, "mail/login_paused", email,
+                                      vars, &p[2])
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_account_failed_stmt, p, 3,
+                                done, 0);
+}
 
 
 /*

@@ -9,8 +9,8 @@
 
 
 #include "ngx_shinsei_common.h"
+#include "ngx_shinsei_db.h"
 #include "ngx_shinsei_form.h"
-#include <libpq-fe.h>
 
 
 /* the fields the account pages share */
@@ -20,7 +20,7 @@
       NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE, 64 }
 
 #define ngx_shinsei_field_name_kana                                          \
-    { "name_kana", "フリガナ",                                               \
+    { "name_kana", "フリガナ",                                           \
       ngx_shinsei_hint_name_kana, "text", NULL,                              \
       NGX_SHINSEI_FIELD_REQUIRED|NGX_SHINSEI_FIELD_LINE                      \
       |NGX_SHINSEI_FIELD_KANA, 64 }
@@ -46,6 +46,11 @@ extern const char  ngx_shinsei_hint_name_kana[];
 extern const char  ngx_shinsei_hint_new_password[];
 
 
+ngx_int_t ngx_shinsei_account_paused(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *id, PGresult *res, int col);
+ngx_int_t ngx_shinsei_account_failed(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *id, ngx_str_t *email,
+    ngx_str_t *name, ngx_shinsei_db_done_pt done);
 cJSON *ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
     const char *path, ngx_str_t *token);
 ngx_str_t *ngx_shinsei_account_token(ngx_http_request_t *r,

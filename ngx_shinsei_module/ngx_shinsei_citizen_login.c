@@ -26,15 +26,9 @@
 #include "ngx_shinsei_citizen_account.h"
 
 
-#define NGX_SHINSEI_LOGIN_FAILURES     5
-#define NGX_SHINSEI_LOGIN_PAUSE        30
-#define NGX_SHINSEI_LOGIN_PAUSE_MAX    900
-
-
 typedef struct {
     ngx_str_t                  id;
     ngx_str_t                  name;
-    ngx_uint_t                 failures;
     unsigned                   exists:1;
     unsigned                   verified:1;
 } ngx_shinsei_login_t;
@@ -93,14 +87,6 @@ static ngx_shinsei_field_def_t  ngx_shinsei_login_fields[] = {
 };
 
 
-static const char  ngx_shinsei_login_msg_paused[] =
-    "ログインに続けて失敗したため、"
-    "このアカウントへのログインを"
-    "一時的に止めています。"
-    "%ui分ほど待ってから、もう一度お試しください。"
-    "パスワードを忘れた場合は、"
-    "パスワードを再発行してください。";
-
 static const char  ngx_shinsei_login_msg_failed[] =
     "メールアドレスまたはパスワードが正しくありません";
 
@@ -122,16 +108,6 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_lookup_stmt =
     "  FROM login_failures WHERE citizen_id = c.id"
     "  AND at > now() - interval '15 minutes') f"
     " WHERE c.city = $1 AND c.email_index = decode($2, 'hex')");
-
-
-/* $3 the owner's warning mail, or NULL below the threshold */
-
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_failed_stmt =
-    ngx_shinsei_pg_stmt(
-    "WITH f AS (INSERT INTO login_failures (citizen_id)"
-    " SELECT id FROM citizens WHERE id = $2::bigint AND city = $1)"
-    " SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
-    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_resend_stmt =
@@ -225,9 +201,8 @@ static ngx_int_t
 ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    u_char               *msg;
+    ngx_int_t             rc;
     ngx_str_t             stored;
-    ngx_uint_t            pause, since;
     ngx_shinsei_login_t  *lg;
 
     lg = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_login_t));
@@ -246,10 +221,6 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     lg->exists = 1;
     lg->verified = PQgetvalue(res, 0, 2)[0] == 't';
-    lg->failures = ngx_atoi((u_char *) PQgetvalue(res, 0, 4),
-                            PQgetlength(res, 0, 4));
-    since = ngx_atoi((u_char *) PQgetvalue(res, 0, 5),
-                     PQgetlength(res, 0, 5));
 
     if (ngx_shinsei_db_value(r, res, 0, 0, &lg->id) != NGX_OK
         || ngx_shinsei_db_value(r, res, 0, 1, &stored) != NGX_OK
@@ -258,34 +229,14 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (lg->failures >= NGX_SHINSEI_LOGIN_FAILURES) {
+    rc = ngx_shinsei_account_paused(r, ctx, &lg->id, res, 4);
 
-        pause = NGX_SHINSEI_LOGIN_PAUSE
-                << ngx_min(lg->failures - NGX_SHINSEI_LOGIN_FAILURES, 5);
-        pause = ngx_min(pause, NGX_SHINSEI_LOGIN_PAUSE_MAX);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-        if (since < pause) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          ngx_shinsei_log_prefix "login refused for citizen "
-                          "%V: %ui failures, paused for %ui s",
-                          &lg->id, lg->failures, pause - since);
-
-            msg = ngx_pnalloc(r->pool, 512);
-            if (msg == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            *ngx_snprintf(msg, 511, ngx_shinsei_login_msg_paused,
-                          (pause - since + 59) / 60) = '\0';
-
-            if (ngx_shinsei_form_error(r, ctx, NULL, (char *) msg)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_shinsei_login_form(r, ctx);
-        }
+    if (rc == NGX_DECLINED) {
+        return ngx_shinsei_login_form(r, ctx);
     }
 
     return ngx_shinsei_password_verify(r,
@@ -314,27 +265,8 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             return ngx_shinsei_login_failed(r, ctx, NULL);
         }
 
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      ngx_shinsei_log_prefix "login failed for citizen %V",
-                      &lg->id);
-
-        ngx_str_null(&p[2]);
-
-        if (lg->failures + 1 == NGX_SHINSEI_LOGIN_FAILURES) {
-            /* this failure pauses the account: its owner is told */
-
-            vars = ngx_shinsei_account_vars(r, &lg->name, NULL, NULL);
-            if (vars == NULL
-                || ngx_shinsei_mail_build(r, ctx, "mail/login_paused", email,
-                                          vars, &p[2])
-                   != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-
-        return ngx_shinsei_db_query(r, &ngx_shinsei_login_failed_stmt, p, 3,
-                                    ngx_shinsei_login_failed, 0);
+        return ngx_shinsei_account_failed(r, ctx, &lg->id, email, &lg->name,
+                                          ngx_shinsei_login_failed);
     }
 
     if (!lg->verified) {

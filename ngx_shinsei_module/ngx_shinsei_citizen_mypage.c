@@ -29,6 +29,14 @@ typedef ngx_int_t (*ngx_shinsei_mypage_step_pt)(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 
 
+typedef struct {
+    ngx_shinsei_field_def_t     *defs;
+    ngx_shinsei_handler_pt       form;       /* shows the form again */
+    ngx_shinsei_mypage_step_pt   next;       /* the change itself */
+    const char                  *done;       /* where to go after */
+} ngx_shinsei_mypage_t;
+
+
 static ngx_int_t ngx_shinsei_mypage(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_mypage_loaded(ngx_http_request_t *r,
@@ -74,8 +82,9 @@ static ngx_int_t ngx_shinsei_delete_account(ngx_http_request_t *r,
 static ngx_int_t ngx_shinsei_goodbye(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_mypage_reauth(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, ngx_shinsei_field_def_t *defs,
-    ngx_shinsei_mypage_step_pt next);
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_mypage_t *mp);
+static ngx_int_t ngx_shinsei_mypage_refused(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_mypage_reauthed(ngx_http_request_t *r,
@@ -84,14 +93,6 @@ static ngx_int_t ngx_shinsei_mypage_done(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_mypage_id(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_str_t *p);
-
-
-typedef struct {
-    ngx_shinsei_field_def_t     *defs;
-    const char                  *page;
-    ngx_shinsei_mypage_step_pt   next;
-    const char                  *done;       /* where to go after */
-} ngx_shinsei_mypage_t;
 
 
 ngx_shinsei_route_t  ngx_shinsei_mypage_routes[] = {
@@ -174,22 +175,22 @@ static ngx_shinsei_field_def_t  ngx_shinsei_delete_fields[] = {
 
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_password = {
-    ngx_shinsei_password_fields, "mypage_password",
+    ngx_shinsei_password_fields, ngx_shinsei_password_form,
     ngx_shinsei_password_change, "/mypage?m=password_changed"
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_email = {
-    ngx_shinsei_email_fields, "mypage_email",
+    ngx_shinsei_email_fields, ngx_shinsei_email_form,
     ngx_shinsei_email_change, "/mypage/email/sent"
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_delete = {
-    ngx_shinsei_delete_fields, "mypage_delete",
+    ngx_shinsei_delete_fields, ngx_shinsei_delete_form,
     ngx_shinsei_delete_account, "/goodbye"
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_name = {
-    ngx_shinsei_name_fields, "mypage_name",
+    ngx_shinsei_name_fields, ngx_shinsei_name_page,
     NULL, "/mypage?m=name_changed"
 };
 
@@ -215,10 +216,17 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_name_stmt =
     " updated_at = now() WHERE id = $1::bigint AND city = $2");
 
 
+/* the hash, and the failures of the last 15 minutes as at the login */
+
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_hash_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT password_hash FROM citizens"
-    " WHERE id = $1::bigint AND city = $2");
+    "SELECT c.password_hash, f.n,"
+    " coalesce(floor(extract(epoch FROM now() - f.last)), 0)"
+    " FROM citizens c"
+    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(at) AS last"
+    "  FROM login_failures WHERE citizen_id = c.id"
+    "  AND at > now() - interval '15 minutes') f"
+    " WHERE c.id = $1::bigint AND c.city = $2");
 
 
 /* the other sessions end; this one stays */
@@ -399,10 +407,7 @@ ngx_shinsei_password_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ctx->data = &ngx_shinsei_mypage_password;
-
-    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_password_fields,
-                                     ngx_shinsei_password_change);
+    return ngx_shinsei_mypage_reauth(r, ctx, &ngx_shinsei_mypage_password);
 }
 
 
@@ -469,10 +474,7 @@ ngx_shinsei_email_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_email_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ctx->data = &ngx_shinsei_mypage_email;
-
-    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_email_fields,
-                                     ngx_shinsei_email_change);
+    return ngx_shinsei_mypage_reauth(r, ctx, &ngx_shinsei_mypage_email);
 }
 
 
@@ -612,10 +614,7 @@ ngx_shinsei_delete_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_delete_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ctx->data = &ngx_shinsei_mypage_delete;
-
-    return ngx_shinsei_mypage_reauth(r, ctx, ngx_shinsei_delete_fields,
-                                     ngx_shinsei_delete_account);
+    return ngx_shinsei_mypage_reauth(r, ctx, &ngx_shinsei_mypage_delete);
 }
 
 
@@ -669,15 +668,14 @@ ngx_shinsei_goodbye(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
 static ngx_int_t
 ngx_shinsei_mypage_reauth(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    ngx_shinsei_field_def_t *defs, ngx_shinsei_mypage_step_pt next)
+    ngx_shinsei_mypage_t *mp)
 {
-    ngx_int_t              rc;
-    ngx_str_t              p[2], *email;
-    ngx_shinsei_mypage_t  *mp;
+    ngx_int_t   rc;
+    ngx_str_t   p[2], *email;
 
-    mp = ctx->data;
+    ctx->data = mp;
 
-    rc = ngx_shinsei_form_check(r, ctx, defs);
+    rc = ngx_shinsei_form_check(r, ctx, mp->defs);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -700,7 +698,7 @@ ngx_shinsei_mypage_reauth(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_shinsei_form_render(r, ctx, mp->defs, mp->page, 0);
+        return mp->form(r, ctx);
     }
 
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
@@ -716,10 +714,28 @@ static ngx_int_t
 ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    ngx_str_t  stored;
+    ngx_int_t              rc;
+    ngx_str_t              stored, p[2];
+    ngx_shinsei_mypage_t  *mp;
 
-    if (ngx_shinsei_db_value(r, res, 0, 0, &stored) != NGX_OK) {
+    mp = ctx->data;
+
+    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
+        || ngx_shinsei_db_value(r, res, 0, 0, &stored) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a stolen session cannot guess the password here either */
+
+    rc = ngx_shinsei_account_paused(r, ctx, &p[0], res, 1);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return mp->form(r, ctx);
     }
 
     return ngx_shinsei_password_verify(r,
@@ -732,26 +748,41 @@ static ngx_int_t
 ngx_shinsei_mypage_reauthed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_password_t *pw)
 {
+    ngx_str_t              p[2];
     ngx_shinsei_mypage_t  *mp;
 
     mp = ctx->data;
 
     if (!pw->verified) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      ngx_shinsei_log_prefix "wrong current password on "
-                      "\"%V\"", &r->uri);
-
-        if (ngx_shinsei_form_error(r, ctx, "current_password",
-                                   ngx_shinsei_mypage_msg_wrong_password)
-            != NGX_OK)
-        {
+        if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_form_render(r, ctx, mp->defs, mp->page, 0);
+        return ngx_shinsei_account_failed(r, ctx, &p[0], &ctx->session.email,
+                                          &ctx->session.name,
+                                          ngx_shinsei_mypage_refused);
     }
 
     return mp->next(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_shinsei_mypage_refused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_shinsei_mypage_t  *mp;
+
+    mp = ctx->data;
+
+    if (ngx_shinsei_form_error(r, ctx, "current_password",
+                               ngx_shinsei_mypage_msg_wrong_password)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return mp->form(r, ctx);
 }
 
 

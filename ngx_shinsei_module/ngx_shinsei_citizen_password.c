@@ -4,8 +4,9 @@
  *
  * A forgotten password (パスワードの再発行, REQ U-AUTH-2): the same
  * answer whether the address has an account or not; a link valid for one
- * hour, once; when the password changes, every session of the account ends and
- * a notice goes to its address.
+ * hour, once; when the password changes, every session of the account
+ * ends and a notice goes to its address.  Following the link proves the
+ * address: an account not yet verified is verified by it.
  */
 
 
@@ -130,7 +131,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_lookup_stmt =
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     ngx_shinsei_pg_stmt(
     "WITH t AS (SELECT * FROM use_token($1, 'reset', decode($2, 'hex'))),"
-    " up AS (UPDATE citizens SET password_hash = $3, updated_at = now()"
+    " up AS (UPDATE citizens SET password_hash = $3, updated_at = now(),"
+    "  verified_at = coalesce(verified_at, now())"
     "  WHERE id = (SELECT citizen_id FROM t WHERE status = 'ok')"
     "  AND city = $1 RETURNING id),"
     " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)),"

@@ -142,6 +142,7 @@ struct ngx_shinsei_ctx_s {
     cJSON                     *view;
     ngx_array_t               *errors;       /* of the form */
     ngx_str_t                  token;        /* from a mail's link */
+    ngx_uint_t                 failures;     /* of the account's password */
     void                      *data;         /* a handler's own state */
     unsigned                   tenant_done:1;
     unsigned                   session_done:1;

@@ -377,7 +377,7 @@ ngx_shinsei_error_page(ngx_http_request_t *r, ngx_uint_t status)
     /* the page has a text for these; others take their class's text */
 
     switch (status) {
-    case 400: case 403: case 404: case 405: case 413: case 415:
+    case 400: case 403: case 404: case 405: case 413: case 415: case 429:
     case 500: case 502: case 503: case 504:
         p = ngx_snprintf(key, sizeof(key) - 1, "e%ui", status);
         break;

@@ -125,7 +125,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_failed_stmt =
     " next_attempt_at = now() + make_interval(secs =>"
     "  least($3::int * power(2, attempts - 1), 3600)),"
     " claimed_until = NULL, last_error = $2"
-    " WHERE id = $1::bigint AND status = 'sending'");
+    " WHERE id = $1::bigint AND status = 'sending'"
+    " RETURNING status, attempts");
 
 
 ngx_int_t
@@ -437,6 +438,9 @@ ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
         d->msgs[i].drainer = d;
 
         if (ngx_shinsei_mail_send(d, &d->msgs[i], q->result, i) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, d->log, 0,
+                          ngx_shinsei_log_prefix "mail %V not sent: %s",
+                          &d->msgs[i].id, d->msgs[i].error);
             ngx_shinsei_mail_mark(&d->msgs[i], (char *) d->msgs[i].error);
         }
     }
@@ -807,6 +811,15 @@ ngx_shinsei_mail_marked(ngx_shinsei_pg_query_t *q)
                       ngx_shinsei_log_prefix "mail %V: its outcome could "
                       "not be recorded; it is tried again after its lease",
                       &m->id);
+
+    } else if (PQntuples(q->result) == 1
+               && ngx_strcmp(PQgetvalue(q->result, 0, 0), "dead") == 0)
+    {
+        /* the operator's signal: see docs/operations.md */
+        ngx_log_error(NGX_LOG_ERR, d->log, 0,
+                      ngx_shinsei_log_prefix "mail %V is dead after %s "
+                      "attempts: %s", &m->id, PQgetvalue(q->result, 0, 1),
+                      m->params[1]);
     }
 
     if (--d->outstanding == 0) {

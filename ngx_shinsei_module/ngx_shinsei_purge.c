@@ -5,7 +5,8 @@
  * Data kept no longer than needed (REQ N-PRIV-1): every
  * shinsei_purge_interval (10 minutes) one worker, whichever takes the
  * advisory lock, deletes ended sessions, failed logins older than a day,
- * tokens expired a week ago and mails sent a month ago.
+ * tokens expired a week ago, mails sent a month ago and mails that could
+ * not be sent after three months (staff have seen them by then).
  */
 
 
@@ -45,7 +46,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_purge_stmt =
     " t AS (DELETE FROM tokens WHERE (SELECT got FROM lock)"
     "  AND expires_at < now() - interval '7 days' RETURNING 1),"
     " o AS (DELETE FROM outbox WHERE (SELECT got FROM lock)"
-    "  AND status = 'sent' AND sent_at < now() - interval '30 days'"
+    "  AND ((status = 'sent' AND sent_at < now() - interval '30 days')"
+    "       OR (status = 'dead' AND created_at < now() - interval '90 days'))"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM f),"
     " (SELECT count(*) FROM t), (SELECT count(*) FROM o)");
@@ -149,7 +151,7 @@ ngx_shinsei_purge_done(ngx_shinsei_pg_query_t *q)
     if (q->status == NGX_SHINSEI_PG_OK && PQntuples(q->result) == 1) {
         ngx_log_error(NGX_LOG_INFO, q->log, 0,
                       ngx_shinsei_log_prefix "purged %s sessions, "
-                      "%s failed logins, %s tokens, %s sent mails",
+                      "%s failed logins, %s tokens, %s mails",
                       PQgetvalue(q->result, 0, 0),
                       PQgetvalue(q->result, 0, 1),
                       PQgetvalue(q->result, 0, 2),

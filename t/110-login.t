@@ -108,7 +108,7 @@ $t->psql("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE
 $r = $idle->get('/mypage');
 is($r->{status}, 303, 'after 30 minutes without a request the session has ended');
 is($r->{headers}{location}, '/login?next=/mypage&expired=1', '... and the login says why');
-like($idle->follow($r)->{text}, qr{一定時間操作がなかったため、ログアウトしました}, '... in Japanese');
+like($idle->follow($r)->{text}, qr{ログインの有効期限が切れたため、ログアウトしました}, '... in Japanese');
 
 my $long = signed_up_resident($t, email => 'long@example.jp');
 $t->psql("UPDATE sessions SET created_at = now() - interval '12 hours 1 minute' WHERE id_hash = decode(encode(sha256('" . $long->cookie('sid') . "'), 'hex'), 'hex')");
@@ -151,12 +151,12 @@ for my $i (1 .. 5) {
 }
 $r = log_in($t, $t->browser, $victim, $pw);
 is($r->{status}, 422, 'after 5 failures in 15 minutes even the right password waits');
-like($r->{text}, qr{ログインを一時的に止めています。1分ほど待って}, '... saying how long');
+like($r->{text}, qr{ログインとパスワードの確認を一時的に止めています。1分ほど待って}, '... saying how long');
 my $m = mail_for($t, $victim, qr/ログインを一時的に止めています/);
 ok($m, 'the owner is told by mail');
 like($m->{body}, qr{^被害 三郎 様}m, '... by name');
 is(scalar(grep { $_->{subject} =~ /止めています/ } $t->mail->messages), 1, 'once');
-like($t->error_log, qr/login refused for citizen \d+: 5 failures/, 'the pause is logged, by account number only');
+like($t->error_log, qr/password check refused for citizen \d+: 5 failures/, 'the pause is logged, by account number only');
 unlike($t->error_log, qr/\Q$victim\E/, 'the address never appears in the log');
 
 # the pause ends: move the failures back in time
@@ -165,7 +165,7 @@ $r = log_in($t, $t->browser, $victim, "guess-6-wrong");
 is($r->{status}, 422, 'after the pause one more attempt is checked (and fails)');
 $t->psql("UPDATE login_failures SET at = at - interval '31 seconds'");
 $r = log_in($t, $t->browser, $victim, $pw);
-like($r->{text}, qr{ログインを一時的に止めています}, 'the next pause is longer: 31 s later it still holds');
+like($r->{text}, qr{一時的に止めています}, 'the next pause is longer: 31 s later it still holds');
 $t->psql("UPDATE login_failures SET at = at - interval '30 seconds'");
 $r = log_in($t, $t->browser, $victim, $pw);
 is($r->{status}, 303, 'after it the right password logs in');

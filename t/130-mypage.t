@@ -64,6 +64,19 @@ ok(mail_for($t, 'saburo@example.jp', qr/パスワードを変更しました/), 
 is(log_in($t, $t->browser, 'saburo@example.jp', 'new password 2026')->{status}, 303, 'the new password works');
 $pw = 'new password 2026';
 
+# a stolen session cannot guess the password: failures count as at the login
+my $g = signed_up_resident($t, email => 'guess@example.jp');
+$g->get('/mypage/password');
+for my $i (1 .. 5) {
+    $g->submit_form('/mypage/password', { current_password => "guess $i", password => 'whatever new 1' });
+}
+$r = $g->submit_form('/mypage/password', { current_password => 'correct horse battery', password => 'whatever new 1' });
+is($r->{status}, 422, 'after 5 wrong current passwords even the right one waits');
+like($r->{text}, qr{一時的に止めています}, '... saying so');
+ok(mail_for($t, 'guess@example.jp', qr/一時的に止めています/), '... and the owner is told by mail');
+is(log_in($t, $t->browser, 'guess@example.jp', 'correct horse battery')->{status}, 422,
+   '... and the login pauses too');
+
 # --- address ----------------------------------------------------------------
 
 $r = $b->get('/mypage/email');
@@ -73,6 +86,7 @@ like($r->{text}, qr{今と同じメールアドレスです}, 'the same address 
 $r = $b->submit_form('/mypage/email', { email => 'new-saburo@example.jp', current_password => 'nope' });
 like($r->{text}, qr{現在のパスワードが正しくありません}, 'the current password is needed');
 like($r->{text}, qr{name="email" value="new-saburo\@example.jp"}, '... the new address kept');
+like($r->{text}, qr{今のメールアドレス：saburo\@example.jp}, '... and the current one still shown');
 $r = $b->submit_form('/mypage/email', { email => 'New-Saburo@Example.jp', current_password => $pw });
 is($r->{status}, 303, 'a change of address is accepted');
 is($r->{headers}{location}, '/mypage/email/sent', 'and waits for its confirmation');
