@@ -350,7 +350,7 @@ http {
         # the demo runs on plain http, on loopback only
         shinsei_insecure_cookie on;
         absolute_redirect off;
-        error_page 400 404 405 413 429 500 502 503 504 /_error;
+        error_page 400 404 405 413 414 429 494 500 501 502 503 504 505 /_error;
 
         location / {
             shinsei_app citizen;

@@ -89,8 +89,14 @@ ngx_shinsei_body_parse(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
     if (type.len >= 19
         && ngx_strncasecmp(type.data, (u_char *) "multipart/form-data", 19)
-           == 0)
+           == 0
+        && (type.len == 19 || type.data[19] == ';' || type.data[19] == ' '))
     {
+        if (body.len == 0) {
+            /* not even the closing delimiter */
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
         return ngx_shinsei_body_multipart(r, ctx->form, &type, body.data,
                                           body.data + body.len);
     }
@@ -614,7 +620,10 @@ ngx_shinsei_body_contiguous(ngx_http_request_t *r, ngx_str_t *body)
     p = body->data;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        /* the last buffer of a chunked body may be an empty one */
+        if (cl->buf->last != cl->buf->pos) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
     body->len = len;

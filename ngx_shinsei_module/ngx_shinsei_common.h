@@ -133,6 +133,7 @@ typedef ngx_int_t (*ngx_shinsei_handler_pt)(ngx_http_request_t *r,
 struct ngx_shinsei_ctx_s {
     ngx_shinsei_route_t       *route;
     ngx_uint_t                 allow;        /* methods, for a 405 */
+    ngx_uint_t                 error;        /* status of a refused route */
     ngx_str_t                 *params;       /* path parameters */
     ngx_uint_t                 nparams;
     ngx_array_t               *form;         /* ngx_shinsei_field_t */

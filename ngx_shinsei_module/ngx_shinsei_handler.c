@@ -69,7 +69,18 @@ ngx_shinsei_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_error_page(r, rc);
+        if (ngx_shinsei_tenant_city(r)) {
+            return ngx_shinsei_error_page(r, rc);
+        }
+
+        /* the city first, so that even this page shows it */
+
+        ctx->error = rc;
+        r->main->count++;
+
+        ngx_shinsei_finish(r, ngx_shinsei_continue(r, ctx));
+
+        return NGX_DONE;
     }
 
     if (r->method == NGX_HTTP_POST) {
@@ -119,6 +130,19 @@ ngx_shinsei_continue(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     ngx_shinsei_route_t  *rt;
 
     rt = ctx->route;
+
+    if (rt == NULL) {
+        /* an error page waiting for the city (its load never fails it) */
+
+        if (!ctx->tenant_done) {
+            rc = ngx_shinsei_tenant_load(r, ctx);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+
+        return ctx->error;
+    }
 
     if (rt->flags & NGX_SHINSEI_ROUTE_BARE) {
         return rt->handler(r, ctx);
@@ -575,9 +599,27 @@ ngx_shinsei_run(ngx_http_request_t *r)
 static ngx_int_t
 ngx_shinsei_error_app(ngx_http_request_t *r)
 {
-    ngx_uint_t  status;
+    ngx_uint_t          status;
+    ngx_shinsei_ctx_t  *ctx;
 
     status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
+
+    /* nginx's own codes for a bad request header are a 400 to a client */
+
+    if (status >= 494 && status <= 497) {
+        status = NGX_HTTP_BAD_REQUEST;
+        r->err_status = status;
+    }
+
+    ctx = ngx_shinsei_get_ctx(r);
+    if (ctx == NULL) {
+        return status;
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        /* TRACE and the like: refused by nginx before any route */
+        ctx->allow = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
+    }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;

@@ -715,7 +715,8 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
         || ngx_shinsei_http_client_init_process(cycle) != NGX_OK
-        || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK)
+        || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK
+        || ngx_shinsei_tenant_init_process(cycle, smcf) != NGX_OK)
     {
         return NGX_ERROR;
     }

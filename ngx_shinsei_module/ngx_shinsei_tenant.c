@@ -12,6 +12,7 @@
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_pg.h"
 
 
 #define NGX_SHINSEI_TENANT_TTL      60000
@@ -20,6 +21,7 @@
 
 static ngx_int_t ngx_shinsei_tenant_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
+static void ngx_shinsei_tenant_preloaded(ngx_shinsei_pg_query_t *q);
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_tenant_stmt =
@@ -55,8 +57,56 @@ ngx_shinsei_tenant_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
                     + NGX_SHINSEI_TENANT_RETRY;
     }
 
+    /* for an error page the city is welcome, not needed */
+
     return ngx_shinsei_db_query(r, &ngx_shinsei_tenant_stmt, &t->code, 1,
-                                ngx_shinsei_tenant_loaded, 0);
+                                ngx_shinsei_tenant_loaded,
+                                ctx->route ? 0
+                                : NGX_SHINSEI_DB_SEE_ERRORS
+                                  |NGX_SHINSEI_DB_SEE_OUTAGES);
+}
+
+
+/*
+ * A new worker asks for its cities at once, so that even its first
+ * answer, an error page say, shows the city's name and contacts.
+ */
+
+ngx_int_t
+ngx_shinsei_tenant_init_process(ngx_cycle_t *cycle,
+    ngx_shinsei_main_conf_t *smcf)
+{
+    ngx_uint_t               i;
+    ngx_shinsei_tenant_t   **t;
+    ngx_shinsei_pg_query_t  *q;
+
+    t = smcf->tenants.elts;
+
+    for (i = 0; i < smcf->tenants.nelts; i++) {
+
+        q = ngx_pcalloc(cycle->pool, sizeof(ngx_shinsei_pg_query_t));
+        if (q == NULL) {
+            return NGX_ERROR;
+        }
+
+        q->values = ngx_palloc(cycle->pool, sizeof(char *));
+        if (q->values == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the code is a configuration argument: NUL-terminated */
+        q->values[0] = (char *) t[i]->code.data;
+
+        q->stmt = &ngx_shinsei_tenant_stmt;
+        q->nparams = 1;
+        q->done = ngx_shinsei_tenant_preloaded;
+        q->data = t[i];
+        q->log = cycle->log;
+
+        ngx_shinsei_pg_send(q);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -91,6 +141,28 @@ ngx_shinsei_tenant_exit_process(ngx_cycle_t *cycle,
 }
 
 
+static void
+ngx_shinsei_tenant_preloaded(ngx_shinsei_pg_query_t *q)
+{
+    cJSON                 *city;
+    ngx_shinsei_tenant_t  *t;
+
+    t = q->data;
+
+    if (q->status != NGX_SHINSEI_PG_OK || t->city) {
+        /* the first page that needs the city asks again */
+        return;
+    }
+
+    city = ngx_shinsei_db_json(q->result, 0, 0);
+
+    if (city) {
+        t->city = city;
+        t->loaded = ngx_current_msec;
+    }
+}
+
+
 static ngx_int_t
 ngx_shinsei_tenant_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
@@ -101,6 +173,11 @@ ngx_shinsei_tenant_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     t = ctx->tenant;
 
     city = ngx_shinsei_db_json(res, 0, 0);
+
+    if (city == NULL && ctx->route == NULL) {
+        ctx->tenant_done = 1;
+        return ngx_shinsei_continue(r, ctx);
+    }
 
     if (city == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -206,7 +206,7 @@ sub write_config {
         shinsei_site_url http://127.0.0.1:$self->{ports}[$i];
         shinsei_mail_from noreply\@$self->{tenants}[$i].example.jp;
         absolute_redirect off;
-        error_page 400 404 405 413 429 500 502 503 504 /_error;
+        error_page 400 404 405 413 414 429 494 500 501 502 503 504 505 /_error;
         location / {
             shinsei_app citizen;
         }
