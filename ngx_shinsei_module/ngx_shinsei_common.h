@@ -58,14 +58,26 @@ typedef struct {
 } ngx_shinsei_kdf_conf_t;
 
 
+#define NGX_SHINSEI_SMTP_STARTTLS_TLS   1
+#define NGX_SHINSEI_SMTP_TLS            2
+
+
 typedef struct {
     ngx_str_t                  url;
     ngx_str_t                  user;
     ngx_str_t                  password;
+    ngx_str_t                  ca_file;
     ngx_flag_t                 starttls;
     ngx_msec_t                 timeout;
     ngx_msec_t                 retry;
     ngx_uint_t                 attempts;
+
+    ngx_addr_t                *addr;
+    ngx_str_t                  host;
+    ngx_uint_t                 tls;
+#if (NGX_SSL)
+    ngx_ssl_t                 *ssl;
+#endif
 } ngx_shinsei_smtp_conf_t;
 
 

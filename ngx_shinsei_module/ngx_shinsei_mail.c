@@ -11,7 +11,8 @@
  * Every worker runs a drainer: on a timer, and at once when PostgreSQL
  * NOTIFYs shinsei_outbox, it claims due rows (FOR UPDATE SKIP LOCKED, with
  * a lease so a crashed worker's rows are taken over), sends each through
- * SMTP with libcurl on nginx events, and marks it sent, or due again later
+ * SMTP on nginx events (ngx_shinsei_smtp.c), and marks it sent, or due
+ * again later
  * (growing pauses), or dead after the last attempt with the error kept.
  */
 
@@ -20,8 +21,8 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_form.h"
 #include "ngx_shinsei_handler.h"
-#include "ngx_shinsei_http_client.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_smtp.h"
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
 
@@ -34,15 +35,12 @@ typedef struct ngx_shinsei_mail_drainer_s  ngx_shinsei_mail_drainer_t;
 
 
 typedef struct {
-    ngx_shinsei_curl_t            curl;
+    ngx_shinsei_smtp_t            smtp;
     ngx_shinsei_pg_query_t        mark;
     ngx_shinsei_mail_drainer_t   *drainer;
-    struct curl_slist            *rcpt;
     ngx_str_t                     id;
-    ngx_str_t                     message;
-    size_t                        sent;
-    const char                   *params[4];
-    u_char                        error[CURL_ERROR_SIZE + 32];
+    const char                   *params[5];
+    u_char                        error[300];
 } ngx_shinsei_mail_msg_t;
 
 
@@ -73,11 +71,9 @@ static ngx_int_t ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *body);
 static u_char *ngx_shinsei_mail_encode_words(u_char *p, ngx_str_t *text);
 static ngx_uint_t ngx_shinsei_mail_header_safe(ngx_str_t *s);
-static size_t ngx_shinsei_mail_read(char *buf, size_t size, size_t n,
-    void *data);
-static void ngx_shinsei_mail_sent(ngx_shinsei_curl_t *curl, CURLcode rc);
+static void ngx_shinsei_mail_sent(ngx_shinsei_smtp_t *smtp, ngx_int_t rc);
 static void ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m,
-    const char *error);
+    const char *error, ngx_uint_t permanent);
 static void ngx_shinsei_mail_marked(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_mail_batch_done(ngx_shinsei_mail_drainer_t *d);
 static void ngx_shinsei_mail_free_msg(ngx_shinsei_mail_msg_t *m);
@@ -116,11 +112,15 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_sent_stmt =
     " WHERE id = $1::bigint AND status = 'sending'");
 
 
-/* $3 the first pause in seconds, doubled after each failure, up to 1 h */
+/*
+ * $3 the first pause in seconds, doubled after each failure, up to 1 h;
+ * $4 the attempts allowed; $5 true when trying again cannot help (the
+ * mail cannot be decrypted, a header holds a line break).
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_failed_stmt =
     ngx_shinsei_pg_stmt(
-    "UPDATE outbox SET status = CASE WHEN attempts >= $4::int"
+    "UPDATE outbox SET status = CASE WHEN attempts >= $4::int OR $5::bool"
     "  THEN 'dead' ELSE 'pending' END,"
     " next_attempt_at = now() + make_interval(secs =>"
     "  least($3::int * power(2, attempts - 1), 3600)),"
@@ -441,7 +441,7 @@ ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
             ngx_log_error(NGX_LOG_WARN, d->log, 0,
                           ngx_shinsei_log_prefix "mail %V not sent: %s",
                           &d->msgs[i].id, d->msgs[i].error);
-            ngx_shinsei_mail_mark(&d->msgs[i], (char *) d->msgs[i].error);
+            ngx_shinsei_mail_mark(&d->msgs[i], (char *) d->msgs[i].error, 1);
         }
     }
 
@@ -455,12 +455,8 @@ static ngx_int_t
 ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     ngx_shinsei_mail_msg_t *m, PGresult *res, int row)
 {
-    u_char                   *addr;
-    ngx_str_t                 field[8], to, body;
-    ngx_uint_t                i;
-    ngx_shinsei_smtp_conf_t  *smtp;
-
-    smtp = &d->smcf->smtp;
+    ngx_str_t   field[8], to, body;
+    ngx_uint_t  i;
 
     for (i = 0; i < 8; i++) {
         field[i].len = PQgetlength(res, row, i);
@@ -503,71 +499,26 @@ ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
         return NGX_ERROR;
     }
 
-    if (ngx_shinsei_mail_compose(d->pool, &m->message, &field[7], &field[2],
-                                 &field[3], &to, &field[4], &field[6], &body)
+    if (ngx_shinsei_mail_compose(d->pool, &m->smtp.message, &field[7],
+                                 &field[2], &field[3], &to, &field[4],
+                                 &field[6], &body)
         != NGX_OK)
     {
         ngx_cpystrn(m->error, (u_char *) "out of memory", sizeof(m->error));
         return NGX_ERROR;
     }
 
-    m->curl.log = d->log;
-    m->curl.data = m;
-    m->curl.done = ngx_shinsei_mail_sent;
+    m->smtp.from = field[2];
+    m->smtp.to = to;
+    m->smtp.log = d->log;
+    m->smtp.data = m;
+    m->smtp.done = ngx_shinsei_mail_sent;
 
-    if (ngx_shinsei_curl_init(&m->curl, smtp->timeout) != NGX_OK) {
-        ngx_cpystrn(m->error, (u_char *) "curl_easy_init() failed",
-                    sizeof(m->error));
-        return NGX_ERROR;
-    }
-
-    addr = ngx_pnalloc(d->pool, to.len + 3);
-    if (addr == NULL) {
-        ngx_cpystrn(m->error, (u_char *) "out of memory", sizeof(m->error));
-        return NGX_ERROR;
-    }
-
-    *ngx_sprintf(addr, "<%V>", &to) = '\0';
-
-    m->rcpt = curl_slist_append(NULL, (char *) addr);
-    if (m->rcpt == NULL) {
-        ngx_cpystrn(m->error, (u_char *) "out of memory", sizeof(m->error));
-        return NGX_ERROR;
-    }
-
-    addr = ngx_pnalloc(d->pool, field[2].len + 3);
-    if (addr == NULL) {
-        ngx_cpystrn(m->error, (u_char *) "out of memory", sizeof(m->error));
-        return NGX_ERROR;
-    }
-
-    *ngx_sprintf(addr, "<%V>", &field[2]) = '\0';
-
-    curl_easy_setopt(m->curl.easy, CURLOPT_URL, smtp->url.data);
-    curl_easy_setopt(m->curl.easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(m->curl.easy, CURLOPT_MAIL_FROM, addr);
-    curl_easy_setopt(m->curl.easy, CURLOPT_MAIL_RCPT, m->rcpt);
-    curl_easy_setopt(m->curl.easy, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(m->curl.easy, CURLOPT_READFUNCTION,
-                     ngx_shinsei_mail_read);
-    curl_easy_setopt(m->curl.easy, CURLOPT_READDATA, m);
-    curl_easy_setopt(m->curl.easy, CURLOPT_INFILESIZE_LARGE,
-                     (curl_off_t) m->message.len);
-
-    if (smtp->user.len) {
-        curl_easy_setopt(m->curl.easy, CURLOPT_USERNAME, smtp->user.data);
-        curl_easy_setopt(m->curl.easy, CURLOPT_PASSWORD,
-                         smtp->password.data);
-    }
-
-    if (smtp->starttls) {
-        curl_easy_setopt(m->curl.easy, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
-    }
-
-    if (ngx_shinsei_curl_start(&m->curl) != NGX_OK) {
-        ngx_cpystrn(m->error, (u_char *) "curl_multi_add_handle() failed",
-                    sizeof(m->error));
-        return NGX_ERROR;
+    if (ngx_shinsei_smtp_send(&m->smtp, d->pool, &d->smcf->smtp) != NGX_OK) {
+        /* cannot even connect: tried again later, like a refusal */
+        ngx_cpystrn(m->error, m->smtp.error, sizeof(m->error));
+        ngx_shinsei_mail_mark(m, (char *) m->error, 0);
+        return NGX_OK;
     }
 
     return NGX_OK;
@@ -617,7 +568,7 @@ ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out, ngx_str_t *date,
                  "Auto-Submitted: auto-generated\r\n\r\n")
           + date->len + from_addr->len + to->len + message_id->len
           + 4 * (from_name->len + subject->len) + 64
-          + ngx_base64_encoded_length(src.len) * 78 / 76 + 8;
+          + ngx_base64_encoded_length(src.len) * 78 / 76 + 16;
 
     out->data = ngx_pnalloc(pool, len);
     if (out->data == NULL) {
@@ -628,7 +579,7 @@ ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out, ngx_str_t *date,
     p = ngx_shinsei_mail_encode_words(p, from_name);
     p = ngx_sprintf(p, " <%V>\r\nTo: %V\r\nSubject: ", from_addr, to);
     p = ngx_shinsei_mail_encode_words(p, subject);
-    p = ngx_sprintf(p, "\r\nMessage-ID: <%V>\r\n"
+    p = ngx_sprintf(p, "\r\nMessage-ID:\r\n <%V>\r\n"
                     "MIME-Version: 1.0\r\n"
                     "Content-Type: text/plain; charset=UTF-8\r\n"
                     "Content-Transfer-Encoding: base64\r\n"
@@ -648,6 +599,13 @@ ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out, ngx_str_t *date,
         *p++ = LF;
     }
 
+    /* the end of DATA (RFC 5321 4.1.1.4); base64 lines never start with
+     * a dot, so nothing needs stuffing */
+
+    *p++ = '.';
+    *p++ = CR;
+    *p++ = LF;
+
     out->len = p - out->data;
 
     return NGX_OK;
@@ -663,17 +621,30 @@ static u_char *
 ngx_shinsei_mail_encode_words(u_char *p, ngx_str_t *text)
 {
     u_char     *s, *last, *end;
+    size_t      max;
     ngx_str_t   src, dst;
 
     s = text->data;
     last = text->data + text->len;
 
     while (s < last) {
-        end = s + ngx_min(45, (size_t) (last - s));
+
+        /*
+         * lines of at most 76 characters (RFC 2047 2): the first word
+         * shares its line with "Subject: ", the others with one space
+         */
+
+        max = (s == text->data) ? 39 : 45;
+        end = s + ngx_min(max, (size_t) (last - s));
 
         /* do not cut a UTF-8 sequence */
         while (end < last && end > s && (*end & 0xc0) == 0x80) {
             end--;
+        }
+
+        if (end == s) {
+            /* not UTF-8 at all: cut anyway rather than loop */
+            end = s + ngx_min(max, (size_t) (last - s));
         }
 
         if (s != text->data) {
@@ -710,49 +681,33 @@ ngx_shinsei_mail_header_safe(ngx_str_t *s)
 }
 
 
-static size_t
-ngx_shinsei_mail_read(char *buf, size_t size, size_t n, void *data)
-{
-    ngx_shinsei_mail_msg_t  *m = data;
-
-    size_t  len;
-
-    len = ngx_min(size * n, m->message.len - m->sent);
-
-    ngx_memcpy(buf, m->message.data + m->sent, len);
-    m->sent += len;
-
-    return len;
-}
-
-
 static void
-ngx_shinsei_mail_sent(ngx_shinsei_curl_t *curl, CURLcode rc)
+ngx_shinsei_mail_sent(ngx_shinsei_smtp_t *smtp, ngx_int_t rc)
 {
     ngx_shinsei_mail_msg_t  *m;
 
-    m = curl->data;
+    m = smtp->data;
 
-    if (rc == CURLE_OK) {
+    if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, m->drainer->log, 0,
                       ngx_shinsei_log_prefix "mail %V sent", &m->id);
-        ngx_shinsei_mail_mark(m, NULL);
+        ngx_shinsei_mail_mark(m, NULL, 0);
         return;
     }
 
-    ngx_snprintf(m->error, sizeof(m->error) - 1, "%s: %s%Z",
-                 curl_easy_strerror(rc), curl->error);
+    ngx_cpystrn(m->error, smtp->error, sizeof(m->error));
 
     ngx_log_error(NGX_LOG_WARN, m->drainer->log, 0,
                   ngx_shinsei_log_prefix "mail %V not sent: %s",
                   &m->id, m->error);
 
-    ngx_shinsei_mail_mark(m, (char *) m->error);
+    ngx_shinsei_mail_mark(m, (char *) m->error, 0);
 }
 
 
 static void
-ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error)
+ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
+    ngx_uint_t permanent)
 {
     u_char                      *p;
     ngx_shinsei_mail_drainer_t  *d;
@@ -787,9 +742,10 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error)
         m->params[3] = (char *) p;
         p = ngx_sprintf(p, "%ui", d->smcf->smtp.attempts);
         *p = '\0';
+        m->params[4] = permanent ? "t" : "f";
 
         m->mark.stmt = &ngx_shinsei_mail_failed_stmt;
-        m->mark.nparams = 4;
+        m->mark.nparams = 5;
     }
 
     ngx_shinsei_pg_send(&m->mark);
@@ -858,14 +814,5 @@ ngx_shinsei_mail_batch_done(ngx_shinsei_mail_drainer_t *d)
 static void
 ngx_shinsei_mail_free_msg(ngx_shinsei_mail_msg_t *m)
 {
-    if (m->curl.easy) {
-        ngx_shinsei_curl_cancel(&m->curl);
-        curl_easy_cleanup(m->curl.easy);
-        m->curl.easy = NULL;
-    }
-
-    if (m->rcpt) {
-        curl_slist_free_all(m->rcpt);
-        m->rcpt = NULL;
-    }
+    ngx_shinsei_smtp_cancel(&m->smtp);
 }

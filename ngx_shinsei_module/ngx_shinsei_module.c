@@ -13,6 +13,7 @@
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
 #include "ngx_shinsei_purge.h"
+#include "ngx_shinsei_smtp.h"
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
 #include <libpq-fe.h>
@@ -897,7 +898,7 @@ ngx_shinsei_blocklist(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * shinsei_smtp smtp://host:port [auth_file=path] [starttls]
+ * shinsei_smtp smtp://host:port [auth_file=path] [starttls] [ca_file=path]
  *              [timeout=10s] [retry=30s] [attempts=10];
  */
 
@@ -936,6 +937,19 @@ ngx_shinsei_smtp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strcmp(value[i].data, "starttls") == 0) {
             smcf->smtp.starttls = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ca_file=", 8) == 0) {
+            smcf->smtp.ca_file.data = value[i].data + 8;
+            smcf->smtp.ca_file.len = value[i].len - 8;
+
+            if (ngx_conf_full_name(cf->cycle, &smcf->smtp.ca_file, 1)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -1014,7 +1028,7 @@ ngx_shinsei_smtp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    return NGX_CONF_OK;
+    return ngx_shinsei_smtp_configure(cf, &smcf->smtp);
 
 invalid:
 

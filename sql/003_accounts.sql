@@ -100,7 +100,7 @@ RETURNS void LANGUAGE sql AS $$
                         subject, body_enc, message_id)
     SELECT p_city, p_key, p_mail->>'recipient_enc', p_mail->>'from_addr',
            p_mail->>'from_name', p_mail->>'subject', p_mail->>'body_enc',
-           'shinsei.' || p_city || '.' || gen_random_uuid() || '@'
+           gen_random_uuid() || '@'
            || split_part(p_mail->>'from_addr', '@', 2)
     WHERE p_mail IS NOT NULL
     ON CONFLICT (city, key) DO NOTHING;

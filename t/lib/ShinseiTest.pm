@@ -173,6 +173,7 @@ sub mail { $_[0]->{smtp} }
 
 sub smtp_url {
     my ($self) = @_;
+    return $self->{smtp_url} if $self->{smtp_url};
     return $self->{smtp} ? $self->{smtp}->url : 'smtp://127.0.0.1:9';
 }
 
