@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/../lib";
 use ShinseiTest;
 use Test::More ();
 
-my $duration = $ENV{SHINSEI_BENCH_SECONDS} || 10;
+our $duration = $ENV{SHINSEI_BENCH_SECONDS} || 10;
 my $threads = $ENV{SHINSEI_BENCH_THREADS} || 2;
 
 # the harness speaks TAP; keep its few checks quiet here
@@ -61,8 +61,14 @@ sub wrk {
     return \%r;
 }
 
-# warm up: connections opened, templates and pages in the caches
-wrk('/', 16) for 1;
+# warm up at the highest concurrency, so that what the workers hold for
+# 1,000 connections (buffers, pools) is there before the first reading:
+# what grows after it is what the requests leave behind
+{
+    local $duration = 3;
+    wrk('/', 1000);
+    wrk('/static/css/site.css', 1000);
+}
 
 my %rss_before = map { $_ => rss_kb($_) } @workers;
 
@@ -87,9 +93,11 @@ while ($total < 100_000) {
 
 my %rss_after = map { $_ => rss_kb($_) } @workers;
 for my $pid (@workers) {
-    printf "worker %d RSS: %d kB before, %d kB after %d requests (%+d kB)\n",
-        $pid, $rss_before{$pid}, $rss_after{$pid}, $total,
-        $rss_after{$pid} - $rss_before{$pid};
+    my $grew = $rss_after{$pid} - $rss_before{$pid};
+    printf "worker %d RSS: %d kB before, %d kB after %d requests "
+         . "(%+d kB, %.3f bytes per request)\n",
+        $pid, $rss_before{$pid}, $rss_after{$pid}, $total, $grew,
+        $grew * 1024 / $total;
 }
 
 my ($page) = grep { $_->{path} eq '/' && $_->{conns} == 1000 } @runs;
