@@ -23,7 +23,8 @@ PGBIN=${SHINSEI_PGBIN:-/usr/lib/postgresql/15/bin}
 PACKAGES=(
     build-essential nginx nginx-dev libpq-dev libcurl4-openssl-dev
     libcjson-dev libxml2-dev libssl-dev postgresql postgresql-client
-    python3-aiosmtpd perl wrk curl ca-certificates procps iproute2
+    python3-aiosmtpd perl libio-socket-ssl-perl wrk curl ca-certificates
+    procps iproute2 openssl
 )
 
 log() { printf '%s\n' "build.sh: $*" >&2; }

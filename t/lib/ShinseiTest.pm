@@ -184,7 +184,19 @@ sub port { $_[0]->{port} }
 
 sub url {
     my ($self, $path, $port) = @_;
-    return 'http://127.0.0.1:' . ($port || $self->{port}) . $path;
+    return ($self->{tls} ? 'https' : 'http') . '://127.0.0.1:'
+         . ($port || $self->{port}) . $path;
+}
+
+# a self-signed certificate for 127.0.0.1, for tls => 1
+sub make_certificate {
+    my ($self) = @_;
+    my $d = $self->{dir};
+    return if -f "$d/tls.crt";
+    system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+           . "-addext subjectAltName=IP:127.0.0.1 -keyout $d/tls.key "
+           . "-out $d/tls.crt >/dev/null 2>&1") == 0
+        or die "openssl req failed\n";
 }
 
 sub write_config {
@@ -197,14 +209,21 @@ sub write_config {
 
     my $user = $> == 0 ? "user root root;" : '';
     my $db = $self->conninfo;
+    my $scheme = $self->{tls} ? 'https' : 'http';
+    my $tls = '';
+    if ($self->{tls}) {
+        $self->make_certificate;
+        $tls = "\n        ssl_certificate $d/tls.crt;"
+             . "\n        ssl_certificate_key $d/tls.key;";
+    }
     my $servers = '';
     for my $i (0 .. $#{ $self->{tenants} }) {
         $servers .= <<"EOF";
     server {
-        listen 127.0.0.1:$self->{ports}[$i];
+        listen 127.0.0.1:$self->{ports}[$i]@{[ $self->{tls} ? ' ssl' : '' ]};
         shinsei_tenant $self->{tenants}[$i];
-        shinsei_insecure_cookie on;
-        shinsei_site_url http://127.0.0.1:$self->{ports}[$i];
+        shinsei_insecure_cookie @{[ $self->{insecure_cookie} // 'on' ]};
+        shinsei_site_url $scheme://127.0.0.1:$self->{ports}[$i];$tls
         shinsei_mail_from noreply\@$self->{tenants}[$i].example.jp;
         absolute_redirect off;
         error_page 400 404 405 413 414 429 494 500 501 502 503 504 505 /_error;

@@ -123,7 +123,9 @@ sub store_cookies {
     for my $line (ref $h ? @$h : ($h)) {
         my ($pair, @attrs) = split /;\s*/, $line;
         my ($name, $value) = split /=/, $pair, 2;
-        next if grep { /^secure$/i } @attrs;    # plain http drops them
+        # a browser keeps a Secure cookie only from https, and sends it
+        # only there
+        next if $self->{base} !~ /^https:/ && grep { /^secure$/i } @attrs;
         if (grep { /^max-age=(-?\d+)$/i && $1 <= 0 } @attrs) {
             delete $self->{cookies}{$name};
             next;
