@@ -17,8 +17,6 @@
 
 
 #define NGX_SHINSEI_FAILURES          5
-#define NGX_SHINSEI_PAUSE             30
-#define NGX_SHINSEI_PAUSE_MAX         900
 
 
 static const char  ngx_shinsei_account_msg_paused[] =
@@ -30,16 +28,12 @@ static const char  ngx_shinsei_account_msg_paused[] =
     "パスワードを再発行してください。";
 
 
-/* $3 the owner's warning mail, or NULL below the threshold */
+/* the failure that starts the pause: the owner is told, once a window */
 
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_account_failed_stmt =
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_account_warn_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH f AS (INSERT INTO login_failures (citizen_id)"
-    " SELECT id FROM citizens WHERE id = $2::bigint AND city = $1"
-    " RETURNING 1)"
-    " SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
-    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)"
-    " FROM f");
+    "SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
+    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)");
 
 
 const char  ngx_shinsei_hint_name[] =
@@ -56,47 +50,38 @@ const char  ngx_shinsei_hint_new_password[] =
 
 
 /*
- * The pause after repeated failures of an account's password (OWASP ASVS
- * 4.0.3 2.2.1): after 5 within 15 minutes, 30 seconds, doubling with each
- * further failure, at most 15 minutes; attempts meanwhile are not checked.
- * res holds, from column col, the failures of the last 15 minutes and the
- * seconds since the last one.  NGX_DECLINED: paused, the form says so.
+ * The pause after repeated failures (login_attempt() in SQL decides it,
+ * for addresses with and without an account alike): res holds, from
+ * column col, the seconds of pause left and the failures before this
+ * attempt.  NGX_DECLINED: paused, and the form says so.
  */
 
 ngx_int_t
 ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    ngx_str_t *id, PGresult *res, int col)
+    PGresult *res, int col)
 {
-    u_char      *msg;
-    ngx_int_t    failures, since;
-    ngx_uint_t   pause;
+    u_char     *msg;
+    ngx_int_t   paused, failures;
 
-    failures = ngx_atoi((u_char *) PQgetvalue(res, 0, col),
-                        PQgetlength(res, 0, col));
-    since = ngx_atoi((u_char *) PQgetvalue(res, 0, col + 1),
-                     PQgetlength(res, 0, col + 1));
+    paused = ngx_atoi((u_char *) PQgetvalue(res, 0, col),
+                      PQgetlength(res, 0, col));
+    failures = ngx_atoi((u_char *) PQgetvalue(res, 0, col + 1),
+                        PQgetlength(res, 0, col + 1));
 
-    if (failures == NGX_ERROR || since == NGX_ERROR) {
+    if (paused == NGX_ERROR || failures == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     ctx->failures = failures;
 
-    if (failures < NGX_SHINSEI_FAILURES) {
-        return NGX_OK;
-    }
-
-    pause = NGX_SHINSEI_PAUSE << ngx_min(failures - NGX_SHINSEI_FAILURES, 5);
-    pause = ngx_min(pause, NGX_SHINSEI_PAUSE_MAX);
-
-    if ((ngx_uint_t) since >= pause) {
+    if (paused == 0) {
         return NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  ngx_shinsei_log_prefix "password check refused for "
-                  "citizen %V: %i failures, paused for %ui s",
-                  id, failures, pause - since);
+                  ngx_shinsei_log_prefix "password check refused: %i "
+                  "failures for the address, paused for %i s",
+                  failures, paused);
 
     msg = ngx_pnalloc(r->pool, 512);
     if (msg == NULL) {
@@ -104,7 +89,7 @@ ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     }
 
     *ngx_snprintf(msg, 511, ngx_shinsei_account_msg_paused,
-                  (pause - since + 59) / 60) = '\0';
+                  (ngx_uint_t) (paused + 59) / 60) = '\0';
 
     if (ngx_shinsei_form_error(r, ctx, NULL, (char *) msg) != NGX_OK) {
         return NGX_ERROR;
@@ -115,8 +100,8 @@ ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
 
 /*
- * A wrong password for an account: counted, and the failure that starts
- * the pause tells the owner by mail.
+ * A wrong password: already counted by login_attempt(); the failure that
+ * starts the pause of an account tells its owner by mail.
  */
 
 ngx_int_t
@@ -127,26 +112,32 @@ ngx_shinsei_account_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     cJSON      *vars;
     ngx_str_t   p[3];
 
+    if (id == NULL || id->len == 0) {
+        /* no account: nothing to tell anyone */
+        return done(r, ctx, NULL);
+    }
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   ngx_shinsei_log_prefix "wrong password for citizen %V",
                   id);
 
-    p[0] = ctx->tenant->code;
-    p[1] = *id;
-    ngx_str_null(&p[2]);
-
-    if (ctx->failures + 1 == NGX_SHINSEI_FAILURES) {
-        vars = ngx_shinsei_account_vars(r, name, NULL, NULL);
-        if (vars == NULL
-            || ngx_shinsei_mail_build(r, ctx, "mail/login_paused", email,
-                                      vars, &p[2])
-               != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (ctx->failures + 1 != NGX_SHINSEI_FAILURES) {
+        return done(r, ctx, NULL);
     }
 
-    return ngx_shinsei_db_query(r, &ngx_shinsei_account_failed_stmt, p, 3,
+    p[0] = ctx->tenant->code;
+    p[1] = *id;
+
+    vars = ngx_shinsei_account_vars(r, name, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/login_paused", email, vars,
+                                  &p[2])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_account_warn_stmt, p, 3,
                                 done, 0);
 }
 

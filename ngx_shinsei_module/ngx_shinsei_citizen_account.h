@@ -47,7 +47,7 @@ extern const char  ngx_shinsei_hint_new_password[];
 
 
 ngx_int_t ngx_shinsei_account_paused(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, ngx_str_t *id, PGresult *res, int col);
+    ngx_shinsei_ctx_t *ctx, PGresult *res, int col);
 ngx_int_t ngx_shinsei_account_failed(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_str_t *id, ngx_str_t *email,
     ngx_str_t *name, ngx_shinsei_db_done_pt done);

@@ -29,6 +29,7 @@
 typedef struct {
     ngx_str_t                  id;
     ngx_str_t                  name;
+    ngx_str_t                  index;        /* of the address, hex */
     unsigned                   exists:1;
     unsigned                   verified:1;
 } ngx_shinsei_login_t;
@@ -97,38 +98,53 @@ static const char  ngx_shinsei_login_msg_unverified[] =
     "ログインしてください。";
 
 
-/* the failures of the last 15 minutes and seconds since the last one */
+/*
+ * One row whether the address has an account or not: the pause and the
+ * failures (login_attempt() counts this attempt), then the account.
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_lookup_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT c.id, c.password_hash, c.verified_at IS NOT NULL, c.name_enc,"
-    " f.n, coalesce(floor(extract(epoch FROM now() - f.last)), 0)"
-    " FROM citizens c"
-    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(at) AS last"
-    "  FROM login_failures WHERE citizen_id = c.id"
-    "  AND at > now() - interval '15 minutes') f"
-    " WHERE c.city = $1 AND c.email_index = decode($2, 'hex')");
+    "SELECT a.paused, a.failures, c.id, c.password_hash,"
+    " c.verified_at IS NOT NULL, c.name_enc"
+    " FROM login_attempt($1, decode($2, 'hex')) a"
+    " LEFT JOIN citizens c"
+    "  ON c.city = $1 AND c.email_index = decode($2, 'hex')");
 
+
+/*
+ * A verification mail again, once per account and ten minutes; the right
+ * password removes the attempt counted before the check ($5 the index).
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_resend_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
+    "WITH f AS (DELETE FROM login_failures"
+    "  WHERE city = $1 AND email_index = decode($5, 'hex')),"
+    " k AS (SELECT 'verify_resend:' || $2 || ':'"
+    "  || floor(extract(epoch FROM now()) / 600) AS key),"
+    " t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
     "  expires_at)"
-    " VALUES ($1, $2::bigint, 'verify', decode($3, 'hex'),"
-    "  now() + interval '24 hours') RETURNING id)"
-    " SELECT enqueue_mail($1, 'verify:' || (SELECT id FROM t), $4::jsonb)");
+    " SELECT $1, $2::bigint, 'verify', decode($3, 'hex'),"
+    "  now() + interval '24 hours'"
+    " WHERE NOT EXISTS (SELECT 1 FROM outbox"
+    "  WHERE city = $1 AND key = (SELECT key FROM k))"
+    " RETURNING id)"
+    " SELECT enqueue_mail($1, (SELECT key FROM k), $4::jsonb) FROM t");
 
 
 /*
  * $3 the hash of the session to drop (or ''), $4 of the new one, $5 the
- * password hash upgraded to the current cost (or '').
+ * password hash upgraded to the current cost (or ''), $6 the address's
+ * index: the attempt counted before the check is removed, with the rest.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_ok_stmt =
     ngx_shinsei_pg_stmt(
     "WITH old AS (DELETE FROM sessions"
     "  WHERE id_hash = decode($3, 'hex') AND city = $1),"
-    " f AS (DELETE FROM login_failures WHERE citizen_id = $2::bigint),"
+    " f AS (DELETE FROM login_failures"
+    "  WHERE city = $1 AND email_index = decode($6, 'hex')),"
     " up AS (UPDATE citizens SET password_hash = $5, updated_at = now()"
     "  WHERE id = $2::bigint AND city = $1 AND $5 <> '')"
     " INSERT INTO sessions (id_hash, city, citizen_id, authenticated_at)"
@@ -170,8 +186,9 @@ ngx_shinsei_login_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_login_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_int_t   rc;
-    ngx_str_t   p[2];
+    ngx_int_t             rc;
+    ngx_str_t             p[2];
+    ngx_shinsei_login_t  *lg;
 
     rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_login_fields);
 
@@ -183,14 +200,23 @@ ngx_shinsei_login_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return ngx_shinsei_login_form(r, ctx);
     }
 
-    p[0] = ctx->tenant->code;
+    lg = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_login_t));
+    if (lg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = lg;
 
     if (ngx_shinsei_blind_index(r->pool,
-                                ngx_shinsei_form_value(ctx, "email"), &p[1])
+                                ngx_shinsei_form_value(ctx, "email"),
+                                &lg->index)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    p[0] = ctx->tenant->code;
+    p[1] = lg->index;
 
     return ngx_shinsei_db_query(r, &ngx_shinsei_login_lookup_stmt, p, 2,
                                 ngx_shinsei_login_found, 0);
@@ -205,31 +231,11 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_str_t             stored;
     ngx_shinsei_login_t  *lg;
 
-    lg = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_login_t));
-    if (lg == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    lg = ctx->data;
 
-    ctx->data = lg;
+    /* the same answer, paused or not, with or without an account */
 
-    if (PQntuples(res) == 0) {
-        /* no such account: the same hashing, then the same answer */
-        return ngx_shinsei_password_verify(r,
-                                  ngx_shinsei_form_value(ctx, "password"),
-                                  NULL, ngx_shinsei_login_checked);
-    }
-
-    lg->exists = 1;
-    lg->verified = PQgetvalue(res, 0, 2)[0] == 't';
-
-    if (ngx_shinsei_db_value(r, res, 0, 0, &lg->id) != NGX_OK
-        || ngx_shinsei_db_value(r, res, 0, 1, &stored) != NGX_OK
-        || ngx_shinsei_db_decrypt(r, res, 0, 3, "name", &lg->name) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_shinsei_account_paused(r, ctx, &lg->id, res, 4);
+    rc = ngx_shinsei_account_paused(r, ctx, res, 0);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -237,6 +243,23 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     if (rc == NGX_DECLINED) {
         return ngx_shinsei_login_form(r, ctx);
+    }
+
+    if (PQgetisnull(res, 0, 2)) {
+        /* no such account: the same hashing, then the same answer */
+        return ngx_shinsei_password_verify(r,
+                                  ngx_shinsei_form_value(ctx, "password"),
+                                  NULL, ngx_shinsei_login_checked);
+    }
+
+    lg->exists = 1;
+    lg->verified = PQgetvalue(res, 0, 4)[0] == 't';
+
+    if (ngx_shinsei_db_value(r, res, 0, 2, &lg->id) != NGX_OK
+        || ngx_shinsei_db_value(r, res, 0, 3, &stored) != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 5, "name", &lg->name) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_shinsei_password_verify(r,
@@ -250,7 +273,7 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_password_t *pw)
 {
     cJSON                *vars;
-    ngx_str_t             p[5], token, *email;
+    ngx_str_t             p[6], token, *email;
     ngx_shinsei_login_t  *lg;
 
     lg = ctx->data;
@@ -260,10 +283,6 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     p[1] = lg->id;
 
     if (!pw->verified) {
-
-        if (!lg->exists) {
-            return ngx_shinsei_login_failed(r, ctx, NULL);
-        }
 
         return ngx_shinsei_account_failed(r, ctx, &lg->id, email, &lg->name,
                                           ngx_shinsei_login_failed);
@@ -285,7 +304,9 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_db_query(r, &ngx_shinsei_login_resend_stmt, p, 4,
+        p[4] = lg->index;
+
+        return ngx_shinsei_db_query(r, &ngx_shinsei_login_resend_stmt, p, 5,
                                     ngx_shinsei_login_unverified, 0);
     }
 
@@ -294,11 +315,12 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     }
 
     p[4] = pw->hash;
+    p[5] = lg->index;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   ngx_shinsei_log_prefix "citizen %V logged in", &lg->id);
 
-    return ngx_shinsei_db_query(r, &ngx_shinsei_login_ok_stmt, p, 5,
+    return ngx_shinsei_db_query(r, &ngx_shinsei_login_ok_stmt, p, 6,
                                 ngx_shinsei_login_ok, 0);
 }
 

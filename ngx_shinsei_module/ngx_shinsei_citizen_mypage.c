@@ -220,30 +220,38 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_name_stmt =
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_hash_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT c.password_hash, f.n,"
-    " coalesce(floor(extract(epoch FROM now() - f.last)), 0)"
+    "SELECT a.paused, a.failures, c.password_hash"
     " FROM citizens c"
-    " CROSS JOIN LATERAL (SELECT count(*) AS n, max(at) AS last"
-    "  FROM login_failures WHERE citizen_id = c.id"
-    "  AND at > now() - interval '15 minutes') f"
+    " CROSS JOIN LATERAL login_attempt(c.city, c.email_index) a"
     " WHERE c.id = $1::bigint AND c.city = $2");
 
 
-/* the other sessions end; this one stays */
+/*
+ * The other sessions end (this one stays), links for a reset or a new
+ * address sent before are void, the counted attempt goes.
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_password_stmt =
     ngx_shinsei_pg_stmt(
     "WITH up AS (UPDATE citizens SET password_hash = $3, updated_at = now()"
-    "  WHERE id = $1::bigint AND city = $2 RETURNING id),"
+    "  WHERE id = $1::bigint AND city = $2 RETURNING id, email_index),"
     " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)"
-    "  AND id_hash <> decode($4, 'hex'))"
+    "  AND id_hash <> decode($4, 'hex')),"
+    " t AS (UPDATE tokens SET used_at = now()"
+    "  WHERE citizen_id IN (SELECT id FROM up)"
+    "  AND kind IN ('reset', 'email') AND used_at IS NULL),"
+    " f AS (DELETE FROM login_failures WHERE city = $2"
+    "  AND email_index IN (SELECT email_index FROM up))"
     " SELECT enqueue_mail($2, 'password_changed:' || $1 || ':'"
     " || extract(epoch FROM now())::bigint, $5::jsonb) FROM up");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
+    "WITH f AS (DELETE FROM login_failures WHERE city = $2"
+    "  AND email_index = (SELECT email_index FROM citizens"
+    "   WHERE id = $1::bigint AND city = $2)),"
+    " t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
     "  data, expires_at)"
     " VALUES ($2, $1::bigint, 'email', decode($3, 'hex'),"
     "  jsonb_build_object('email_enc', $4::text, 'email_index', $5::text),"
@@ -267,7 +275,9 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_confirm_stmt =
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_delete_stmt =
     ngx_shinsei_pg_stmt(
     "WITH d AS (DELETE FROM citizens WHERE id = $1::bigint AND city = $2"
-    "  RETURNING id)"
+    "  RETURNING id, email_index),"
+    " f AS (DELETE FROM login_failures WHERE city = $2"
+    "  AND email_index IN (SELECT email_index FROM d))"
     " SELECT enqueue_mail($2, 'goodbye:' || id, $3::jsonb) FROM d");
 
 
@@ -715,20 +725,18 @@ ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     ngx_int_t              rc;
-    ngx_str_t              stored, p[2];
+    ngx_str_t              stored;
     ngx_shinsei_mypage_t  *mp;
 
     mp = ctx->data;
 
-    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
-        || ngx_shinsei_db_value(r, res, 0, 0, &stored) != NGX_OK)
-    {
+    if (ngx_shinsei_db_value(r, res, 0, 2, &stored) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* a stolen session cannot guess the password here either */
 
-    rc = ngx_shinsei_account_paused(r, ctx, &p[0], res, 1);
+    rc = ngx_shinsei_account_paused(r, ctx, res, 0);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

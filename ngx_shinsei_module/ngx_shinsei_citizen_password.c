@@ -5,7 +5,8 @@
  * A forgotten password (パスワードの再発行, REQ U-AUTH-2): the same
  * answer whether the address has an account or not; a link valid for one
  * hour, once; when the password changes, every session of the account
- * ends and a notice goes to its address.  Following the link proves the
+ * ends, the links sent before for a reset or a new address are void, and
+ * a notice goes to its address.  Following the link proves the
  * address: an account not yet verified is verified by it.
  */
 
@@ -31,8 +32,6 @@ static ngx_int_t ngx_shinsei_forgot_form(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_forgot_post(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
-static ngx_int_t ngx_shinsei_forgot_found(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_forgot_done(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_forgot_sent(ngx_http_request_t *r,
@@ -90,22 +89,16 @@ static ngx_shinsei_field_def_t  ngx_shinsei_reset_fields[] = {
 };
 
 
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_forgot_lookup_stmt =
-    ngx_shinsei_pg_stmt(
-    "SELECT id, name_enc FROM citizens"
-    " WHERE city = $1 AND email_index = decode($2, 'hex')");
-
-
-/* one mail per account and two minutes, however often it is asked for */
+/*
+ * The same statement, the same mail made, for an address with an account
+ * and without: only the time it takes to answer could tell, and it does
+ * not differ by more than a row written.
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_forgot_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
-    "  expires_at)"
-    " VALUES ($1, $2::bigint, 'reset', decode($3, 'hex'),"
-    "  now() + interval '1 hour') RETURNING id)"
-    " SELECT enqueue_mail($1, 'reset:' || $2 || ':'"
-    " || floor(extract(epoch FROM now()) / 120), $4::jsonb) FROM t");
+    "SELECT request_reset($1, decode($2, 'hex'), decode($3, 'hex'),"
+    " $4::jsonb)");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_state_stmt =
@@ -125,7 +118,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_lookup_stmt =
 
 /*
  * The token is spent, the password set, every session and every other
- * reset link of the account ended, and the notice queued: one statement.
+ * link of the account (reset, new address) ended, the counted attempts
+ * forgotten, and the notice queued: one statement.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
@@ -134,12 +128,13 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     " up AS (UPDATE citizens SET password_hash = $3, updated_at = now(),"
     "  verified_at = coalesce(verified_at, now())"
     "  WHERE id = (SELECT citizen_id FROM t WHERE status = 'ok')"
-    "  AND city = $1 RETURNING id),"
+    "  AND city = $1 RETURNING id, email_index),"
     " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)),"
-    " f AS (DELETE FROM login_failures"
-    "  WHERE citizen_id IN (SELECT id FROM up)),"
+    " f AS (DELETE FROM login_failures WHERE city = $1"
+    "  AND email_index IN (SELECT email_index FROM up)),"
     " o AS (UPDATE tokens SET used_at = now()"
-    "  WHERE citizen_id IN (SELECT id FROM up) AND kind = 'reset'"
+    "  WHERE citizen_id IN (SELECT id FROM up)"
+    "  AND kind IN ('reset', 'email')"
     "  AND used_at IS NULL AND token_hash <> decode($2, 'hex')),"
     " m AS (SELECT enqueue_mail($1, 'password_changed:' || id || ':'"
     "  || extract(epoch FROM now())::bigint, $4::jsonb) FROM up)"
@@ -157,8 +152,9 @@ ngx_shinsei_forgot_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-    ngx_str_t  p[2];
+    cJSON      *vars;
+    ngx_int_t   rc;
+    ngx_str_t   p[4], token, *email;
 
     rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_forgot_fields);
 
@@ -170,45 +166,20 @@ ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return ngx_shinsei_forgot_form(r, ctx);
     }
 
+    email = ngx_shinsei_form_value(ctx, "email");
     p[0] = ctx->tenant->code;
 
-    if (ngx_shinsei_blind_index(r->pool,
-                                ngx_shinsei_form_value(ctx, "email"), &p[1])
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_forgot_lookup_stmt, p, 2,
-                                ngx_shinsei_forgot_found, 0);
-}
-
-
-static ngx_int_t
-ngx_shinsei_forgot_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res)
-{
-    cJSON      *vars;
-    ngx_str_t   p[4], name, token;
-
-    if (PQntuples(res) == 0) {
-        /* the same answer as for an account */
-        return ngx_shinsei_redirect_to(r, ctx, "/password/forgot/sent");
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_db_value(r, res, 0, 0, &p[1]) != NGX_OK
-        || ngx_shinsei_db_decrypt(r, res, 0, 1, "name", &name) != NGX_OK
+    if (ngx_shinsei_blind_index(r->pool, email, &p[1]) != NGX_OK
         || ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    vars = ngx_shinsei_account_vars(r, &name, "/password/reset?t=", &token);
+    /* the name is not known before the query: the mail does without */
+
+    vars = ngx_shinsei_account_vars(r, NULL, "/password/reset?t=", &token);
     if (vars == NULL
-        || ngx_shinsei_mail_build(r, ctx, "mail/password_reset",
-                                  ngx_shinsei_form_value(ctx, "email"), vars,
+        || ngx_shinsei_mail_build(r, ctx, "mail/password_reset", email, vars,
                                   &p[3])
            != NGX_OK)
     {

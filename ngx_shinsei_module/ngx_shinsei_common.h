@@ -74,6 +74,7 @@ typedef struct {
 
     ngx_addr_t                *addr;
     ngx_str_t                  host;
+    ngx_uint_t                 host_is_addr;
     ngx_uint_t                 tls;
 #if (NGX_SSL)
     ngx_ssl_t                 *ssl;

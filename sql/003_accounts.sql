@@ -45,12 +45,16 @@ CREATE TABLE tokens (
 
 CREATE INDEX tokens_citizen ON tokens (citizen_id, kind);
 
+-- Password attempts not (yet) known to be right, by address: an address
+-- without an account is counted like one with, so the pause that follows
+-- repeated failures does not tell which addresses have accounts.
 CREATE TABLE login_failures (
-    citizen_id   bigint NOT NULL REFERENCES citizens (id) ON DELETE CASCADE,
+    city         text NOT NULL,
+    email_index  bytea NOT NULL,
     at           timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX login_failures_recent ON login_failures (citizen_id, at);
+CREATE INDEX login_failures_recent ON login_failures (city, email_index, at);
 
 -- Mails to send, written in the same transaction as the change causing
 -- them; (city, key) names the event, so each is sent at most once.  The
@@ -71,6 +75,7 @@ CREATE TABLE outbox (
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     claimed_until    timestamptz,
+    claim            uuid,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     sent_at          timestamptz,
@@ -209,5 +214,67 @@ BEGIN
     END;
 
     RETURN 'ok';
+END;
+$$;
+
+-- login_attempt(city, address index): the pause after repeated failures
+-- (OWASP ASVS 4.0.3 2.2.1).  After 5 failures within 15 minutes an
+-- address is paused 30 seconds, doubling with each further failure, at
+-- most 15 minutes; attempts while paused are not checked and not counted.
+-- An attempt is counted before its password is checked (a right one
+-- removes the count), and attempts on one address take turns, so that
+-- guesses sent in parallel cannot all pass under the limit.
+CREATE FUNCTION login_attempt(p_city text, p_index bytea,
+    OUT paused integer, OUT failures integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_last  timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(
+        p_city || ':' || encode(p_index, 'hex'), 7165002));
+
+    SELECT count(*), max(at) INTO failures, v_last
+    FROM login_failures
+    WHERE city = p_city AND email_index = p_index
+      AND at > now() - interval '15 minutes';
+
+    paused := 0;
+
+    IF failures >= 5 THEN
+        paused := greatest(0,
+            least(30 << least(failures - 5, 5), 900)
+            - floor(extract(epoch FROM now() - v_last))::integer);
+    END IF;
+
+    IF paused = 0 THEN
+        INSERT INTO login_failures (city, email_index)
+        VALUES (p_city, p_index);
+    END IF;
+END;
+$$;
+
+-- request_reset(city, address index, token, mail): the same work for an
+-- address with an account and without; only with one is anything kept.
+CREATE FUNCTION request_reset(p_city text, p_index bytea, p_token bytea,
+    p_mail jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_id     bigint;
+    v_token  bigint;
+BEGIN
+    SELECT id INTO v_id FROM citizens
+    WHERE city = p_city AND email_index = p_index;
+
+    IF v_id IS NULL THEN
+        RETURN;
+    END IF;
+
+    INSERT INTO tokens (city, citizen_id, kind, token_hash, expires_at)
+    VALUES (p_city, v_id, 'reset', p_token, now() + interval '1 hour')
+    RETURNING id INTO v_token;
+
+    -- one mail per account and two minutes, however often it is asked for
+    PERFORM enqueue_mail(p_city, 'reset:' || v_id || ':'
+                         || floor(extract(epoch FROM now()) / 120), p_mail);
 END;
 $$;

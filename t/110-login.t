@@ -6,6 +6,7 @@ use utf8;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use ShinseiTest;
 use ShinseiTest::Flows;
 
@@ -59,8 +60,9 @@ $r = log_in($t, $t->browser, 'nobody@example.jp', 'not-the-password');
 is($r->{status}, 422, 'an unknown address is refused');
 ($unknown) = $r->{text} =~ m{<ul class="error-summary__list">\s*<li>(.*?)</li>}s;
 is($unknown, $wrong, '... with exactly the same message (no account enumeration)');
-is($t->psql("SELECT count(*) FROM login_failures"), 1,
-   'only the failure on the real account was counted');
+is($t->psql("SELECT count(*) FROM login_failures"), 2,
+   'failures are counted per address, with an account or without (the '
+   . 'pause gives nothing away either)');
 
 $r = log_in($t, $t->browser, '', '');
 like($r->{text}, qr{メールアドレスを入力してください}, 'an empty form asks for the address');
@@ -142,6 +144,10 @@ is($replay->get('/mypage')->{status}, 303, 'the old cookie logs nobody in');
 
 my $victim = 'victim@example.jp';
 sign_up($t, $t->browser, email => $victim, password => $pw, name => '被害 三郎');
+my $victim_id = $t->psql("SELECT max(id) FROM citizens");
+my $victim_failures = "SELECT count(*) FROM login_failures f JOIN citizens c "
+    . "ON c.city = f.city AND c.email_index = f.email_index "
+    . "WHERE c.id = $victim_id";
 verify_from_mail($t, $t->browser, $victim);
 $t->mail->clear;
 
@@ -156,7 +162,7 @@ my $m = mail_for($t, $victim, qr/ログインを一時的に止めています/)
 ok($m, 'the owner is told by mail');
 like($m->{body}, qr{^被害 三郎 様}m, '... by name');
 is(scalar(grep { $_->{subject} =~ /止めています/ } $t->mail->messages), 1, 'once');
-like($t->error_log, qr/password check refused for citizen \d+: 5 failures/, 'the pause is logged, by account number only');
+like($t->error_log, qr/password check refused: 5 failures for the address, paused for 30 s/, 'the pause is logged');
 unlike($t->error_log, qr/\Q$victim\E/, 'the address never appears in the log');
 
 # the pause ends: move the failures back in time
@@ -169,8 +175,32 @@ like($r->{text}, qr{一時的に止めています}, 'the next pause is longer: 
 $t->psql("UPDATE login_failures SET at = at - interval '30 seconds'");
 $r = log_in($t, $t->browser, $victim, $pw);
 is($r->{status}, 303, 'after it the right password logs in');
-is($t->psql("SELECT count(*) FROM login_failures f JOIN citizens c ON c.id = f.citizen_id"), 0,
-   'and the failures are forgotten');
+is($t->psql($victim_failures), 0, 'and the failures are forgotten');
+
+# guesses sent at once take turns: no more than 5 are checked, and an
+# address without an account is paused like one with an account
+my $count = "SELECT count(*) FROM login_failures";
+my $n0 = $t->psql($count);
+my @kids;
+for my $i (1 .. 12) {
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        my $res = log_in($t, $t->browser, 'no-account@example.jp',
+                         "parallel-$i-wrong");
+        POSIX::_exit($res->{status} == 422 ? 0 : 1);
+    }
+    push @kids, $pid;
+}
+my $refused = 0;
+for (@kids) {
+    waitpid($_, 0);
+    $refused++ if $? == 0;
+}
+is($refused, 12, '12 guesses sent at once are all refused');
+is($t->psql($count) - $n0, 5, '... only 5 of them were checked and counted');
+$r = log_in($t, $t->browser, 'no-account@example.jp', 'one-more-wrong');
+like($r->{text}, qr{一時的に止めています},
+     'the address without an account is paused too');
 
 # --- a stronger cost later: the stored hash is upgraded at login ------------
 

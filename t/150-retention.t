@@ -24,7 +24,9 @@ $t->psql(<<"SQL");
 UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE citizen_id = $old;
 INSERT INTO sessions (id_hash, city, created_at, last_seen_at)
   VALUES (sha256('ancient'), 'katsuragi', now() - interval '13 hours', now());
-INSERT INTO login_failures (citizen_id, at) VALUES ($old, now() - interval '2 days'), ($old, now());
+INSERT INTO login_failures (city, email_index, at)
+  SELECT city, email_index, t FROM citizens,
+    (VALUES (now() - interval '2 days'), (now())) AS v(t) WHERE id = $old;
 UPDATE tokens SET expires_at = now() - interval '8 days' WHERE citizen_id = $old;
 UPDATE outbox SET sent_at = now() - interval '31 days'
   WHERE id = (SELECT min(id) FROM outbox WHERE status = 'sent');
