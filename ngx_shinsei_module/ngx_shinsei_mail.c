@@ -39,7 +39,8 @@ typedef struct {
     ngx_shinsei_pg_query_t        mark;
     ngx_shinsei_mail_drainer_t   *drainer;
     ngx_str_t                     id;
-    const char                   *params[5];
+    ngx_str_t                     claim;
+    const char                   *params[6];
     u_char                        error[300];
 } ngx_shinsei_mail_msg_t;
 
@@ -84,14 +85,18 @@ static ngx_connection_t             ngx_shinsei_mail_dummy;
 
 
 /*
- * $1 how many, $2 the lease in seconds: long enough for one SMTP
- * transfer, after which another worker may take the row over.
+ * $1 how many, $2 the lease in seconds: longer than one SMTP transfer may
+ * take (the client's own deadline), after which another worker may take
+ * the row over.  Each claim gets a fresh token; the outcome is recorded
+ * only under the token it was sent with, so a worker whose lease ran out
+ * cannot overwrite what the worker that took the row over recorded.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_claim_stmt =
     ngx_shinsei_pg_stmt(
     "UPDATE outbox o SET status = 'sending', attempts = o.attempts + 1,"
-    " claimed_until = now() + make_interval(secs => $2::int)"
+    " claimed_until = now() + make_interval(secs => $2::int),"
+    " claim = gen_random_uuid()"
     " FROM (SELECT id FROM outbox"
     "  WHERE status IN ('pending', 'sending')"
     "  AND ((status = 'pending' AND next_attempt_at <= now())"
@@ -102,14 +107,14 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_claim_stmt =
     " RETURNING o.id, o.recipient_enc, o.from_addr, o.from_name,"
     " o.subject, o.body_enc, o.message_id,"
     " to_char(o.created_at AT TIME ZONE 'UTC',"
-    "  'Dy, DD Mon YYYY HH24:MI:SS \"+0000\"')");
+    "  'Dy, DD Mon YYYY HH24:MI:SS \"+0000\"'), o.claim");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_sent_stmt =
     ngx_shinsei_pg_stmt(
     "UPDATE outbox SET status = 'sent', sent_at = now(),"
     " claimed_until = NULL, last_error = NULL"
-    " WHERE id = $1::bigint AND status = 'sending'");
+    " WHERE id = $1::bigint AND status = 'sending' AND claim = $2::uuid");
 
 
 /*
@@ -125,7 +130,7 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_failed_stmt =
     " next_attempt_at = now() + make_interval(secs =>"
     "  least($3::int * power(2, attempts - 1), 3600)),"
     " claimed_until = NULL, last_error = $2"
-    " WHERE id = $1::bigint AND status = 'sending'"
+    " WHERE id = $1::bigint AND status = 'sending' AND claim = $6::uuid"
     " RETURNING status, attempts");
 
 
@@ -383,7 +388,7 @@ ngx_shinsei_mail_tick(ngx_event_t *ev)
     p = ngx_sprintf(p, "%d", NGX_SHINSEI_MAIL_BATCH);
     *p++ = '\0';
     d->claim_params[1] = (char *) p;
-    p = ngx_sprintf(p, "%M", 2 * d->smcf->smtp.timeout / 1000 + 5);
+    p = ngx_sprintf(p, "%M", 4 * d->smcf->smtp.timeout / 1000 + 10);
     *p = '\0';
 
     ngx_memzero(&d->claim, sizeof(ngx_shinsei_pg_query_t));
@@ -402,6 +407,8 @@ static void
 ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
 {
     int                          i, n;
+    ngx_int_t                    rc;
+    ngx_shinsei_mail_msg_t      *m;
     ngx_shinsei_mail_drainer_t  *d;
 
     d = q->data;
@@ -420,7 +427,7 @@ ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
     }
 
     /* a full batch means there may be more */
-    d->again = (n == NGX_SHINSEI_MAIL_BATCH);
+    d->again |= (n == NGX_SHINSEI_MAIL_BATCH);
 
     d->msgs = ngx_pcalloc(d->pool, n * sizeof(ngx_shinsei_mail_msg_t));
     if (d->msgs == NULL) {
@@ -435,14 +442,30 @@ ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
     d->outstanding = n + 1;
 
     for (i = 0; i < n; i++) {
-        d->msgs[i].drainer = d;
+        m = &d->msgs[i];
+        m->drainer = d;
 
-        if (ngx_shinsei_mail_send(d, &d->msgs[i], q->result, i) != NGX_OK) {
-            ngx_log_error(NGX_LOG_WARN, d->log, 0,
-                          ngx_shinsei_log_prefix "mail %V not sent: %s",
-                          &d->msgs[i].id, d->msgs[i].error);
-            ngx_shinsei_mail_mark(&d->msgs[i], (char *) d->msgs[i].error, 1);
+        rc = ngx_shinsei_mail_send(d, m, q->result, i);
+
+        if (rc == NGX_OK) {
+            continue;
         }
+
+        if (m->claim.len == 0) {
+            /* not even the row's id and token: its lease runs out */
+            ngx_log_error(NGX_LOG_WARN, d->log, 0,
+                          ngx_shinsei_log_prefix "mail not sent: %s; it is "
+                          "tried again after its lease", m->error);
+            d->outstanding--;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, d->log, 0,
+                      ngx_shinsei_log_prefix "mail %V not sent: %s",
+                      &m->id, m->error);
+
+        /* NGX_ERROR: the row itself is bad, trying again cannot help */
+        ngx_shinsei_mail_mark(m, (char *) m->error, rc == NGX_ERROR);
     }
 
     if (--d->outstanding == 0) {
@@ -455,17 +478,25 @@ static ngx_int_t
 ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     ngx_shinsei_mail_msg_t *m, PGresult *res, int row)
 {
-    ngx_str_t   field[8], to, body;
+    ngx_str_t   field[9], to, body;
     ngx_uint_t  i;
 
-    for (i = 0; i < 8; i++) {
+    /*
+     * 0 id, 1 recipient, 2 from, 3 from name, 4 subject, 5 body,
+     * 6 Message-ID, 7 date, 8 claim token.
+     *
+     * Returns NGX_ERROR when the row cannot ever be sent, NGX_DECLINED
+     * when it may be sent later (out of memory now).
+     */
+
+    for (i = 0; i < 9; i++) {
         field[i].len = PQgetlength(res, row, i);
         field[i].data = ngx_pnalloc(d->pool, field[i].len + 1);
 
         if (field[i].data == NULL) {
             ngx_cpystrn(m->error, (u_char *) "out of memory",
                         sizeof(m->error));
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         ngx_memcpy(field[i].data, PQgetvalue(res, row, i), field[i].len);
@@ -473,9 +504,7 @@ ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     }
 
     m->id = field[0];
-
-    /* 0 id, 1 recipient, 2 from, 3 from name, 4 subject, 5 body,
-     * 6 Message-ID, 7 date */
+    m->claim = field[8];
 
     if (ngx_shinsei_decrypt(d->pool, &field[1], "email", &to) != NGX_OK
         || ngx_shinsei_decrypt(d->pool, &field[5], "mail_body", &body)
@@ -505,7 +534,7 @@ ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
         != NGX_OK)
     {
         ngx_cpystrn(m->error, (u_char *) "out of memory", sizeof(m->error));
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
     m->smtp.from = field[2];
@@ -701,7 +730,7 @@ ngx_shinsei_mail_sent(ngx_shinsei_smtp_t *smtp, ngx_int_t rc)
                   ngx_shinsei_log_prefix "mail %V not sent: %s",
                   &m->id, m->error);
 
-    ngx_shinsei_mail_mark(m, (char *) m->error, 0);
+    ngx_shinsei_mail_mark(m, (char *) m->error, smtp->permanent);
 }
 
 
@@ -719,6 +748,7 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
     ngx_memzero(&m->mark, sizeof(ngx_shinsei_pg_query_t));
 
     m->params[0] = (char *) m->id.data;
+    m->params[1] = (char *) m->claim.data;
     m->mark.values = m->params;
     m->mark.done = ngx_shinsei_mail_marked;
     m->mark.data = m;
@@ -726,7 +756,7 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
 
     if (error == NULL) {
         m->mark.stmt = &ngx_shinsei_mail_sent_stmt;
-        m->mark.nparams = 1;
+        m->mark.nparams = 2;
 
     } else {
         p = ngx_pnalloc(d->pool, 2 * NGX_INT_T_LEN + 2);
@@ -735,6 +765,7 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
             return;
         }
 
+        m->params[5] = m->params[1];
         m->params[1] = error;
         m->params[2] = (char *) p;
         p = ngx_sprintf(p, "%M", d->smcf->smtp.retry / 1000);
@@ -745,7 +776,7 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
         m->params[4] = permanent ? "t" : "f";
 
         m->mark.stmt = &ngx_shinsei_mail_failed_stmt;
-        m->mark.nparams = 5;
+        m->mark.nparams = 6;
     }
 
     ngx_shinsei_pg_send(&m->mark);

@@ -33,6 +33,7 @@ typedef enum {
 
 
 static void ngx_shinsei_smtp_handler(ngx_event_t *ev);
+static void ngx_shinsei_smtp_expired(ngx_event_t *ev);
 static void ngx_shinsei_smtp_connected(ngx_shinsei_smtp_t *s);
 static void ngx_shinsei_smtp_read(ngx_shinsei_smtp_t *s);
 static ngx_int_t ngx_shinsei_smtp_reply(ngx_shinsei_smtp_t *s,
@@ -98,6 +99,17 @@ ngx_shinsei_smtp_configure(ngx_conf_t *cf, ngx_shinsei_smtp_conf_t *smtp)
 
     smtp->addr = &u.addrs[0];
     smtp->host = u.host;
+    smtp->host_is_addr = (ngx_inet_addr(u.host.data, u.host.len)
+                          != INADDR_NONE)
+                         || (u.host.len && u.host.data[0] == '[');
+
+    if (smtp->user.len && smtp->tls == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_smtp\": auth_file needs TLS "
+                           "(smtps:// or starttls): the password would "
+                           "cross the network in the clear");
+        return NGX_CONF_ERROR;
+    }
 
     if (smtp->tls == 0) {
         return NGX_CONF_OK;
@@ -165,6 +177,7 @@ ngx_shinsei_smtp_send(ngx_shinsei_smtp_t *s, ngx_pool_t *pool,
     s->tls = 0;
     s->starttls = 0;
     s->auth = 0;
+    s->permanent = 0;
     s->error[0] = '\0';
 
     s->in = ngx_create_temp_buf(pool, 4096);
@@ -198,6 +211,17 @@ ngx_shinsei_smtp_send(ngx_shinsei_smtp_t *s, ngx_pool_t *pool,
     s->running = 1;
 
     ngx_add_timer(c->write, conf->timeout);
+
+    /*
+     * Each step waits at most the timeout; the whole transfer at most
+     * three times it, so that it ends well within its outbox lease.
+     */
+
+    ngx_memzero(&s->deadline, sizeof(ngx_event_t));
+    s->deadline.handler = ngx_shinsei_smtp_expired;
+    s->deadline.data = s;
+    s->deadline.log = s->log;
+    ngx_add_timer(&s->deadline, 3 * conf->timeout);
 
     if (rc == NGX_OK) {
         /* connected at once (loopback): go on from the event loop */
@@ -250,6 +274,15 @@ ngx_shinsei_smtp_handler(ngx_event_t *ev)
     }
 
     ngx_shinsei_smtp_read(s);
+}
+
+
+static void
+ngx_shinsei_smtp_expired(ngx_event_t *ev)
+{
+    ngx_shinsei_smtp_t  *s = ev->data;
+
+    ngx_shinsei_smtp_fail(s, "the SMTP transfer took too long", NULL);
 }
 
 
@@ -503,6 +536,10 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
             (void) ngx_shinsei_smtp_command(s, NGX_SHINSEI_SMTP_AUTH,
                                             "AUTH PLAIN %V\r\n", &b64);
+
+            /* the command buffer is zeroed once written */
+            ngx_explicit_memzero(b64.data, b64.len);
+            s->secret = 1;
             return;
         }
 
@@ -531,6 +568,7 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_MAIL:
         if (code != 250) {
+            s->permanent = (code >= 500);
             ngx_shinsei_smtp_fail(s, "sender refused", text);
             return;
         }
@@ -541,10 +579,8 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_RCPT:
         if (code != 250 && code != 251) {
-            /* the reply may quote the address: only the code is kept */
-            ngx_snprintf(s->error, sizeof(s->error) - 1,
-                         "recipient refused (%ui)%Z", code);
-            ngx_shinsei_smtp_finish(s, NGX_ERROR);
+            s->permanent = (code >= 500);
+            ngx_shinsei_smtp_fail(s, "recipient refused", text);
             return;
         }
 
@@ -554,6 +590,7 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_DATA:
         if (code != 354) {
+            s->permanent = (code >= 500);
             ngx_shinsei_smtp_fail(s, "DATA refused", text);
             return;
         }
@@ -568,6 +605,7 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_BODY:
         if (code != 250) {
+            s->permanent = (code >= 500);
             ngx_shinsei_smtp_fail(s, "message refused", text);
             return;
         }
@@ -649,7 +687,19 @@ ngx_shinsei_smtp_write(ngx_shinsei_smtp_t *s)
         ngx_del_timer(c->write);
     }
 
+    if (s->secret) {
+        ngx_explicit_memzero(s->out.data, s->out.len);
+        s->secret = 0;
+    }
+
     s->out.len = 0;
+
+    /* level-triggered event methods would report writability forever */
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_shinsei_smtp_fail(s, "cannot wait for the SMTP server", NULL);
+        return;
+    }
 
     /* all written: the reply is awaited */
 
@@ -685,19 +735,23 @@ ngx_shinsei_smtp_tls(ngx_shinsei_smtp_t *s)
         return;
     }
 
-    /* SNI: the name of the URL */
+    /* SNI: the name of the URL, never an address (RFC 6066 3) */
 
-    name = ngx_pnalloc(s->pool, s->conf->host.len + 1);
-    if (name == NULL) {
-        ngx_shinsei_smtp_fail(s, "out of memory", NULL);
-        return;
-    }
+    if (!s->conf->host_is_addr) {
+        name = ngx_pnalloc(s->pool, s->conf->host.len + 1);
+        if (name == NULL) {
+            ngx_shinsei_smtp_fail(s, "out of memory", NULL);
+            return;
+        }
 
-    *ngx_cpymem(name, s->conf->host.data, s->conf->host.len) = '\0';
+        *ngx_cpymem(name, s->conf->host.data, s->conf->host.len) = '\0';
 
-    if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name) != 1) {
-        ngx_shinsei_smtp_fail(s, "cannot set the TLS server name", NULL);
-        return;
+        if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name)
+            != 1)
+        {
+            ngx_shinsei_smtp_fail(s, "cannot set the TLS server name", NULL);
+            return;
+        }
     }
 
     rc = ngx_ssl_handshake(c);
@@ -781,25 +835,43 @@ static void
 ngx_shinsei_smtp_fail(ngx_shinsei_smtp_t *s, const char *what,
     ngx_str_t *text)
 {
-    u_char  *p;
+    u_char     *p, *last;
+    ngx_str_t   code;
 
-    /* the server's words, without control characters, for the operator */
+    /*
+     * Of the server's reply only the code and the enhanced status code
+     * ("550 5.1.1") are kept: the text may quote the address.
+     */
 
-    if (text && text->len) {
+    if (text && text->len >= 3) {
+        code.data = text->data;
+        p = text->data + 3;
+        last = text->data + text->len;
+
+        if (p < last && (*p == ' ' || *p == '-')) {
+            p++;
+
+            while (p < last && ((*p >= '0' && *p <= '9') || *p == '.')) {
+                p++;
+            }
+        }
+
+        code.len = p - code.data;
+
+        while (code.len && (code.data[code.len - 1] == ' '
+                            || code.data[code.len - 1] == '-'))
+        {
+            code.len--;
+        }
+
         p = ngx_snprintf(s->error, sizeof(s->error) - 1, "%s: %V", what,
-                         text);
+                         &code);
 
     } else {
         p = ngx_snprintf(s->error, sizeof(s->error) - 1, "%s", what);
     }
 
     *p = '\0';
-
-    for (p = s->error; *p; p++) {
-        if (*p < 0x20) {
-            *p = ' ';
-        }
-    }
 
     ngx_shinsei_smtp_finish(s, NGX_ERROR);
 }
@@ -829,6 +901,10 @@ ngx_shinsei_smtp_close(ngx_shinsei_smtp_t *s)
 {
     ngx_connection_t  *c;
 
+    if (s->deadline.timer_set) {
+        ngx_del_timer(&s->deadline);
+    }
+
     c = s->peer.connection;
 
     if (c == NULL) {
@@ -839,7 +915,9 @@ ngx_shinsei_smtp_close(ngx_shinsei_smtp_t *s)
 
 #if (NGX_SSL)
     if (c->ssl) {
+        /* no close_notify: a blocked send would leave SSL unfreed */
         c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
         (void) ngx_ssl_shutdown(c);
     }
 #endif

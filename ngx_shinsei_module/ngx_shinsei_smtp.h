@@ -30,9 +30,11 @@ struct ngx_shinsei_smtp_s {
     void                      *data;
     ngx_log_t                 *log;
     u_char                     error[256];
+    ngx_uint_t                 permanent;    /* a 5xx: no use trying again */
 
     /* private to ngx_shinsei_smtp.c */
     ngx_peer_connection_t      peer;
+    ngx_event_t                deadline;
     ngx_pool_t                *pool;
     ngx_shinsei_smtp_conf_t   *conf;
     ngx_uint_t                 state;
@@ -43,6 +45,7 @@ struct ngx_shinsei_smtp_s {
     unsigned                   starttls:1;
     unsigned                   auth:1;
     unsigned                   running:1;
+    unsigned                   secret:1;     /* out holds credentials */
 };
 
 

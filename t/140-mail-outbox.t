@@ -325,6 +325,39 @@ my $dead_email = 'never.delivered@example.jp';
     $mail2->start;
 }
 
+# --- the server's own answers: 5xx ends at once, 4xx is tried again ------
+
+{
+    my $rej = 'reject-me@example.jp';
+    my $tmp = 'tempfail-me@example.jp';
+    is(signup_post($t2, signup_fields($rej))->{status}, 303,
+       'a sign-up whose address the SMTP server refuses with 550');
+    my $id1 = $t2->psql('SELECT max(id) FROM outbox');
+    is(signup_post($t2, signup_fields($tmp))->{status}, 303,
+       'a sign-up whose address it defers with 451');
+    my $id2 = $t2->psql('SELECT max(id) FROM outbox');
+    ok(wait_outbox($t2, "id <> $id1 OR status = 'dead'", timeout => 20,
+                   notify => 1), 'the refused mail is dead');
+    my ($r1) = outbox_rows($t2, "id = $id1");
+    is($r1->{attempts}, 1, '... after one attempt: 5xx is permanent '
+                           . '(RFC 5321 4.2.1), trying again cannot help');
+    like($r1->{last_error}, qr/\b550\b/, "... the reply code kept "
+                                         . "($r1->{last_error})");
+    unlike($r1->{last_error}, qr/No such mailbox/,
+           '... but not the text of the reply (it may quote the address)');
+    ok(wait_outbox($t2, "id <> $id2 OR status = 'dead'", timeout => 20,
+                   notify => 1),
+       'the deferred mail is dead once its attempts are used up');
+    my ($r2) = outbox_rows($t2, "id = $id2");
+    is($r2->{attempts}, 2, '... after attempts=2 attempts: 4xx is tried '
+                           . 'again');
+    like($r2->{last_error}, qr/\b451\b/, "... with its reply code "
+                                         . "($r2->{last_error})");
+    my $log = $t2->error_log;
+    unlike($log, qr/reject-me|tempfail-me/, 'N-SEC-3: neither address is '
+                                            . 'logged');
+}
+
 # --- a row tampered with in the database is refused ----------------------
 
 {
@@ -395,7 +428,7 @@ elapsed('dead letters and tampered rows');
 # mails (each tried once); then the server comes back, slow: it stores
 # each message and answers 250 only after 50 ms, so the backlog takes
 # seconds and a worker killed meanwhile has a message in flight that was
-# stored but not acknowledged.  timeout=2s makes the lease 2 * 2 + 5 = 9 s.
+# stored but not acknowledged.  timeout=2s makes the lease 4 * 2 + 10 = 18 s.
 my $t3 = ShinseiTest->new(no_start => 1, workers => 2,
                           smtp_opts => 'timeout=2s retry=1s attempts=5');
 my $mail3 = ShinseiTest::SlowMail->attach($t3, delay_ms => 50);
@@ -453,11 +486,12 @@ $t3->start;
 
     # the other worker finishes what it had claimed within 1 s (16 mails,
     # 50 ms each); rows claimed before the kill and still sending after
-    # 3 s are the killed worker's, their lease (9 s) running
+    # 3 s are the killed worker's, their lease (4 x timeout + 10 s = 18 s)
+    # running
     sleep 3;
     my @orphans = split /\n/, $t3->psql(
         "SELECT id FROM outbox WHERE status = 'sending'"
-        . " AND claimed_until <= to_timestamp($killed_at) + interval '9 s'");
+        . " AND claimed_until <= to_timestamp($killed_at) + interval '18 s'");
     cmp_ok(scalar @orphans, '>', 0,
            'the killed worker leaves claimed rows behind ('
            . scalar(@orphans) . ')');

@@ -15,6 +15,9 @@ The SMTP envelope goes on two lines in front of it:
 Each message is written to MAILDIR/tmp/ and renamed into MAILDIR/new/
 before the server answers 250, with a name that sorts in arrival order:
 SECONDS.MMICROSP<pid>Q<n>.shinsei (seconds 10 digits, micros 6 digits).
+
+A recipient whose local part starts with "reject-" is refused with 550
+(permanent), one starting with "tempfail-" with 451 (temporary).
 """
 
 import itertools
@@ -34,6 +37,17 @@ class MaildirSink:
         if len(args) != 1:
             parser.error('MaildirSink takes one argument: the Maildir')
         return cls(args[0])
+
+    async def handle_RCPT(self, server, session, envelope, address,
+                          rcpt_options):
+        # addresses that make the server refuse, for the failure tests
+        local = address.split('@')[0].lower()
+        if local.startswith('reject-'):
+            return '550 5.1.1 No such mailbox'
+        if local.startswith('tempfail-'):
+            return '451 4.3.0 Try again later'
+        envelope.rcpt_tos.append(address)
+        return '250 OK'
 
     async def handle_DATA(self, server, session, envelope):
         now = time.time_ns() // 1000
