@@ -79,7 +79,7 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     u_char                  *p, *last, *line, *eol;
     ssize_t                  n;
     ngx_str_t                word[3], text;
-    ngx_uint_t               nwords, have_index, lineno;
+    ngx_uint_t               nwords, have_index, lineno, i;
     ngx_file_t               f;
     ngx_file_info_t          fi;
     ngx_shinsei_keys_t      *k;
@@ -185,6 +185,23 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
             && ngx_strlchr(word[1].data, word[1].data + word[1].len, ':')
                == NULL)
         {
+            dk = k->keys.elts;
+
+            for (i = 0; i < k->keys.nelts; i++) {
+                if (dk[i].id.len == word[1].len
+                    && ngx_strncmp(dk[i].id.data, word[1].data, word[1].len)
+                       == 0)
+                {
+                    /* which of the two decrypts old data? */
+                    ngx_explicit_memzero(text.data, text.len);
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"shinsei_data_keys\": line %ui of "
+                                       "\"%V\" repeats the key id \"%V\"",
+                                       lineno, file, &dk[i].id);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
             dk = ngx_array_push(&k->keys);
             if (dk == NULL) {
                 return NGX_CONF_ERROR;
@@ -544,6 +561,12 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
     pw->request = r;
     pw->kdf = &smcf->kdf;
 
+    /* a fresh salt, drawn here: the thread touches no shared state */
+
+    if (RAND_bytes(pw->salt, sizeof(pw->salt)) != 1) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     *(ngx_shinsei_password_t **) task->ctx = pw;
 
     task->handler = ngx_shinsei_password_thread;
@@ -620,16 +643,15 @@ ngx_shinsei_password_thread(void *data, ngx_log_t *log)
         /* stored with older parameters: upgrade while the password is here */
     }
 
-    if (RAND_bytes(salt, sizeof(salt)) != 1
-        || ngx_shinsei_scrypt(&pw->password, salt, pw->kdf->ln, pw->kdf->r,
-                              pw->kdf->p, hash)
-           != NGX_OK)
+    if (ngx_shinsei_scrypt(&pw->password, pw->salt, pw->kdf->ln, pw->kdf->r,
+                           pw->kdf->p, hash)
+        != NGX_OK)
     {
         goto done;
     }
 
     p = ngx_shinsei_password_encode(pw->out, pw->kdf->ln, pw->kdf->r,
-                                    pw->kdf->p, salt, hash);
+                                    pw->kdf->p, pw->salt, hash);
     pw->hash.len = p - pw->out;
 
 done:
@@ -691,13 +713,12 @@ ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt, ngx_uint_t ln,
     OSSL_PARAM    params[7];
     EVP_KDF_CTX  *kctx;
 
-    /* bounds keep a tampered hash from costing the server its memory */
-
-    if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) {
+    if (ngx_shinsei_kdf_check(ln, r, p) != NGX_OK) {
         return NGX_ERROR;
     }
 
     n64 = (uint64_t) 1 << ln;
+
     r32 = (uint32_t) r;
     p32 = (uint32_t) p;
     maxmem = (uint64_t) 129 * r * n64 + (uint64_t) 1024 * 1024;
@@ -731,6 +752,33 @@ ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt, ngx_uint_t ln,
     EVP_KDF_CTX_free(kctx);
 
     return ok == 1 ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The bounds of the configuration and of every stored hash: a tampered hash
+ * must not cost the server its memory or its threads.  At most 256 MiB per
+ * hash, and at most 16 times the work of ln=17 r=8 p=1.
+ */
+
+ngx_int_t
+ngx_shinsei_kdf_check(ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p)
+{
+    uint64_t  n64;
+
+    if (ln < 10 || ln > 20 || r < 1 || r > 32 || p < 1 || p > 16) {
+        return NGX_ERROR;
+    }
+
+    n64 = (uint64_t) 1 << ln;
+
+    if ((uint64_t) 128 * r * n64 > (uint64_t) 256 * 1024 * 1024
+        || n64 * r * p > ((uint64_t) 1 << 24))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -33,6 +33,7 @@ struct ngx_shinsei_password_s {
     ngx_shinsei_kdf_conf_t        *kdf;
     ngx_uint_t                     mode;
     ngx_uint_t                     terminated;
+    u_char                         salt[16];   /* for a new hash */
     u_char                         out[128];
 };
 
@@ -40,6 +41,7 @@ struct ngx_shinsei_password_s {
 char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys);
 void ngx_shinsei_crypto_init_process(ngx_shinsei_main_conf_t *smcf);
+ngx_int_t ngx_shinsei_kdf_check(ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p);
 
 ngx_int_t ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain,
     const char *aad, ngx_str_t *out);

@@ -832,6 +832,13 @@ ngx_shinsei_password_kdf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs ln=, r= and p=";
     }
 
+    if (ngx_shinsei_kdf_check(smcf->kdf.ln, smcf->kdf.r, smcf->kdf.p)
+        != NGX_OK)
+    {
+        return "asks for more than 256 MiB per hash (128 * r * 2^ln) or "
+               "more than 2^24 for 2^ln * r * p";
+    }
+
     return NGX_CONF_OK;
 }
 

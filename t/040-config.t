@@ -38,6 +38,13 @@ sub conf {
 open(my $bk, '>', "$d/bad.keys") or die $!;
 print $bk "index " . ('ab' x 32) . "\nkey k1 abcdef\n";
 close $bk;
+open($bk, '>', "$d/dup.keys") or die $!;
+print $bk "index " . ('ab' x 32) . "\nkey k1 " . ('01' x 32)
+        . "\nkey k1 " . ('02' x 32) . "\n";
+close $bk;
+open($bk, '>', "$d/smtp.auth") or die $!;
+print $bk "user:secret\n";
+close $bk;
 
 my ($rc, $out) = $t->nginx_t(conf());
 is($rc, 0, 'a complete configuration passes nginx -t') or diag($out);
@@ -98,6 +105,15 @@ my @bad = (
     [ 'an scrypt cost out of range',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_password_kdf ln=30 r=8 p=1;} },
       qr{"shinsei_password_kdf": invalid parameter "ln=30"} ],
+    [ 'an scrypt cost that would take 512 MiB per hash (REQ N-SEC-1)',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_password_kdf ln=20 r=32 p=1;} },
+      qr{"shinsei_password_kdf" directive asks for more than 256 MiB} ],
+    [ 'a key id given twice (which one decrypts old data?)',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/dup.keys;} , no_mail => 1 },
+      qr{"shinsei_data_keys": line 3 of ".*dup\.keys" repeats the key id "k1"} ],
+    [ 'SMTP credentials without TLS (the password in clear)',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/data.keys; shinsei_smtp smtp://127.0.0.1:25 auth_file=$d/smtp.auth;}, no_mail => 1 },
+      qr{"shinsei_smtp": auth_file needs TLS} ],
     [ 'a site URL that is not http(s)',
       { server => 'shinsei_tenant katsuragi; shinsei_site_url ftp://x; shinsei_mail_from a@b.jp;', no_site => 1 },
       qr{"shinsei_site_url": "ftp://x" is not an http:// or https:// URL} ],
@@ -148,8 +164,8 @@ for my $file ('nginx.conf', 'citizen-katsuragi.conf') {
     print $outf $text;
     close $outf;
 }
-$out = `/usr/sbin/nginx -t -p $d/ -c $d/etc/nginx.conf 2>&1`;
-is($? >> 8, 0, 'the example configuration in conf/ passes nginx -t')
+($rc, $out) = $t->nginx_run('-t', '-p', "$d/", '-c', "$d/etc/nginx.conf");
+is($rc, 0, 'the example configuration in conf/ passes nginx -t')
     or diag($out);
 
 $t->done;

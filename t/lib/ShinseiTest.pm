@@ -342,7 +342,22 @@ sub nginx_t {
     open(my $fh, '>', $file) or die $!;
     print $fh $conf;
     close $fh;
-    my $out = `/usr/sbin/nginx -t -p $self->{dir}/ -c $file -e $self->{dir}/check.log 2>&1`;
+    return $self->nginx_run('-t', '-p', "$self->{dir}/", '-c', $file,
+                            '-e', "$self->{dir}/check.log");
+}
+
+# nginx_run(ARGS): runs /usr/sbin/nginx with the module's environment (the
+# ASan runtime first when the module is the ASan build); returns (exit
+# code, stdout and stderr)
+sub nginx_run {
+    my ($self, @args) = @_;
+    my %env = $self->env_for_nginx;
+    # "nginx -t" exits without freeing its cycle, by design: only the
+    # memory errors count here; leaks are checked in running workers
+    $env{ASAN_OPTIONS} =~ s/detect_leaks=1/detect_leaks=0/ if %env;
+    local @ENV{keys %env} = values %env;
+    my $cmd = join(' ', map { "'$_'" } '/usr/sbin/nginx', @args);
+    my $out = `$cmd 2>&1`;
     return ($? >> 8, $out);
 }
 
@@ -350,11 +365,20 @@ sub stop {
     my ($self) = @_;
     my $pid = delete $self->{nginx_pid} or return;
     kill 'QUIT', $pid;
-    for (1 .. 300) {
+    for (1 .. 600) {
         return if waitpid($pid, WNOHANG) == $pid;
         sleep 0.05;
     }
-    diag('nginx did not quit in 15 s; terminating');
+    # a worker that does not end on QUIT is a bug: say where it hangs
+    my @workers = split ' ', `pgrep -P $pid 2>/dev/null`;
+    diag("nginx did not quit in 30 s; workers @workers");
+    for my $w (@workers) {
+        diag(`gdb -p $w -batch -ex 'thread apply all bt' 2>&1`)
+            if -x '/usr/bin/gdb';
+    }
+    my @tail = (split /\n/, $self->error_log)[-30 .. -1];
+    diag(join("\n", grep { defined } @tail));
+    fail('nginx quits on QUIT within 30 s');
     kill 'TERM', $pid;
     waitpid($pid, 0);
 }
