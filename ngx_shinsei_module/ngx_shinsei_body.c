@@ -22,6 +22,7 @@ static ngx_int_t ngx_shinsei_body_param(u_char *p, u_char *last,
     const char *name, ngx_str_t *value);
 static ngx_int_t ngx_shinsei_body_unescape(ngx_pool_t *pool, u_char *p,
     u_char *last, ngx_str_t *out);
+static void ngx_shinsei_body_wipe(ngx_http_request_t *r, ngx_str_t *body);
 static ngx_int_t ngx_shinsei_body_contiguous(ngx_http_request_t *r,
     ngx_str_t *body);
 
@@ -83,8 +84,18 @@ ngx_shinsei_body_parse(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
                            33) == 0
         && (type.len == 33 || type.data[33] == ';' || type.data[33] == ' '))
     {
-        return ngx_shinsei_body_urlencoded(r, ctx->form, body.data,
-                                           body.data + body.len);
+        rc = ngx_shinsei_body_urlencoded(r, ctx->form, body.data,
+                                         body.data + body.len);
+
+        /*
+         * The fields are copies; the raw body (a password, an address)
+         * is wiped now rather than left in memory until the pool goes.
+         * Multipart fields point into it and stay until the pool goes.
+         */
+
+        ngx_shinsei_body_wipe(r, &body);
+
+        return rc;
     }
 
     if (type.len >= 19
@@ -629,4 +640,25 @@ ngx_shinsei_body_contiguous(ngx_http_request_t *r, ngx_str_t *body)
     body->len = len;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_shinsei_body_wipe(ngx_http_request_t *r, ngx_str_t *body)
+{
+    ngx_chain_t  *cl;
+
+    ngx_explicit_memzero(body->data, body->len);
+
+    if (r->request_body->bufs->next == NULL) {
+        return;
+    }
+
+    /* body was a copy: the buffers it was copied from, too */
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->last != cl->buf->pos) {
+            ngx_explicit_memzero(cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
 }
