@@ -85,7 +85,7 @@ my $before = $t->json($t->get('/healthz')->{content});
 # hold a lock the catalogue query needs for 3 s
 my $locker = fork // die;
 if ($locker == 0) {
-    $t->psql("BEGIN; LOCK TABLE procedures IN ACCESS EXCLUSIVE MODE; "
+    $t->psql("BEGIN; LOCK TABLE catalogue_docs IN ACCESS EXCLUSIVE MODE; "
              . "SELECT pg_sleep(3); COMMIT;");
     POSIX::_exit(0);
 }
