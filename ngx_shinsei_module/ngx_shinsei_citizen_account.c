@@ -241,6 +241,34 @@ ngx_shinsei_account_token(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
 
 /*
+ * A page a mailed link opens: the city and the hash of the link's token
+ * are $1 and $2 of stmt; without a well-formed token the page says the
+ * link is unknown, and no query is made.
+ */
+
+ngx_int_t
+ngx_shinsei_account_token_query(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    const char *page, ngx_shinsei_pg_stmt_t *stmt, ngx_shinsei_db_done_pt done)
+{
+    ngx_str_t   p[2], *token;
+
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL) {
+        return ngx_shinsei_account_token_page(r, ctx, page, "unknown", NULL);
+    }
+
+    p[0] = ctx->tenant->code;
+
+    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, stmt, p, 2, done, 0);
+}
+
+
+/*
  * A page reached from a link: "ok" shows its form, with the token in it;
  * "expired", "used" and "unknown" say so and what to do instead.
  */

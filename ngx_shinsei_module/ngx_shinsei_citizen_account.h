@@ -58,6 +58,9 @@ ngx_str_t *ngx_shinsei_account_token(ngx_http_request_t *r,
 ngx_int_t ngx_shinsei_account_token_page(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, const char *page, const char *state,
     ngx_shinsei_field_def_t *defs);
+ngx_int_t ngx_shinsei_account_token_query(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, const char *page, ngx_shinsei_pg_stmt_t *stmt,
+    ngx_shinsei_db_done_pt done);
 
 
 #endif /* _NGX_SHINSEI_CITIZEN_ACCOUNT_H_INCLUDED_ */

@@ -538,23 +538,9 @@ ngx_shinsei_email_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_email_confirm_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
-                                              "unknown", NULL);
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_email_state_stmt, p, 2,
-                                ngx_shinsei_email_confirm_state, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "email_confirm",
+                                           &ngx_shinsei_email_state_stmt,
+                                           ngx_shinsei_email_confirm_state);
 }
 
 
@@ -570,23 +556,9 @@ ngx_shinsei_email_confirm_state(ngx_http_request_t *r,
 static ngx_int_t
 ngx_shinsei_email_confirm_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "email_confirm",
-                                              "unknown", NULL);
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_email_confirm_stmt, p, 2,
-                                ngx_shinsei_email_confirmed, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "email_confirm",
+                                           &ngx_shinsei_email_confirm_stmt,
+                                           ngx_shinsei_email_confirmed);
 }
 
 

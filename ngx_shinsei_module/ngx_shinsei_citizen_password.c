@@ -209,23 +209,9 @@ ngx_shinsei_forgot_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_reset_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
-                                              "unknown", NULL);
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_reset_state_stmt, p, 2,
-                                ngx_shinsei_reset_state, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "password_reset",
+                                           &ngx_shinsei_reset_state_stmt,
+                                           ngx_shinsei_reset_state);
 }
 
 

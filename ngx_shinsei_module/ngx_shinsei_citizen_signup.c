@@ -190,23 +190,9 @@ ngx_shinsei_signup_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_verify_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "verify", "unknown",
-                                              NULL);
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_verify_state_stmt, p, 2,
-                                ngx_shinsei_verify_state, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "verify",
+                                           &ngx_shinsei_verify_state_stmt,
+                                           ngx_shinsei_verify_state);
 }
 
 
@@ -222,23 +208,9 @@ ngx_shinsei_verify_state(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 static ngx_int_t
 ngx_shinsei_verify_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "verify", "unknown",
-                                              NULL);
-    }
-
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_verify_stmt, p, 2,
-                                ngx_shinsei_verify_done, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "verify",
+                                           &ngx_shinsei_verify_stmt,
+                                           ngx_shinsei_verify_done);
 }
 
 
