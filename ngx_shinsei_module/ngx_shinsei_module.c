@@ -9,7 +9,6 @@
 #include "ngx_shinsei_common.h"
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_handler.h"
-#include "ngx_shinsei_http_client.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
 #include "ngx_shinsei_purge.h"
@@ -715,7 +714,6 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
     ngx_shinsei_crypto_init_process(smcf);
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
-        || ngx_shinsei_http_client_init_process(cycle) != NGX_OK
         || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK
         || ngx_shinsei_tenant_init_process(cycle, smcf) != NGX_OK)
     {
@@ -747,7 +745,6 @@ ngx_shinsei_exit_process(ngx_cycle_t *cycle)
 
     ngx_shinsei_mail_exit_process(cycle);
     ngx_shinsei_purge_exit_process(cycle);
-    ngx_shinsei_http_client_exit_process(cycle);
     ngx_shinsei_pg_exit_process(cycle);
     ngx_shinsei_tenant_exit_process(cycle, smcf);
 }
