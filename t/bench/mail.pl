@@ -97,12 +97,9 @@ my $c = outbox_status_counts($t);
 my $sent = $c->{sent} // 0;
 my @files = $mail->files;
 my %ids;
-for my $file (@files) {
-    open(my $fh, '<:raw', $file) or next;
-    while (my $line = <$fh>) {
-        last if $line =~ /^\r?\n$/;
-        $ids{$1}++ if $line =~ /^Message-ID:\s*<([^>]+)>/i;
-    }
+# parsed by the harness: the module folds the Message-ID header
+for my $m ($mail->messages) {
+    $ids{$1}++ if $m->{message_id} =~ /^<([^>]+)>$/;
 }
 my %outbox_ids = map { $_ => 1 } split /\n/,
     $t->psql("SELECT message_id FROM outbox WHERE key LIKE 'bench:%'");
