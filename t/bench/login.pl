@@ -1,7 +1,7 @@
 #!/usr/bin/env perl
-# The login benchmark (not a test): one verified account, made through
-# the site (sign-up, the verification mail, its link), then logins from
-# several concurrent clients for a while (each: GET /login for the
+# The login benchmark (not a test): a verified account per client, made
+# through the site (sign-up, the verification mail, its link), then logins
+# from several concurrent clients for a while (each: GET /login for the
 # session and the token, POST /login, a 303 to /mypage expected) with the
 # production password cost, scrypt ln=15 r=8 p=3, on 2 workers.
 #
@@ -57,11 +57,13 @@ package LoginBench::Harness {
 }
 
 
-# account(T): signs up, follows the mail's link, presses the button;
-# returns (email, password)
+# account(T, I): signs up, follows the mail's link, presses the button;
+# returns (email, password).  One account per client: logins of one
+# account at once are counted as attempts until each succeeds, and more
+# than 5 in flight would pause the address (U-AUTH-1, ASVS 2.2.1).
 sub account {
-    my ($t) = @_;
-    my ($email, $password) = ('bench@example.jp', 'Bench-login-2024!');
+    my ($t, $i) = @_;
+    my ($email, $password) = ("bench$i\@example.jp", 'Bench-login-2024!');
     my $b = $t->browser;
 
     my $r = $b->submit_form('/signup', {
@@ -121,12 +123,12 @@ sub run {
     my $t = LoginBench::Harness->new(mail => 1, workers => 2, pool => 8,
                                      kdf => $KDF, log_level => 'warn',
                                      %opt);
-    my ($email, $password) = account($t);
+    my @accounts = map { [ account($t, $_) ] } 1 .. $clients;
 
     # a first login, so connections and caches are warm
     my $w = $t->browser;
-    my $r = $w->submit_form('/login', { email => $email,
-                                        password => $password });
+    my $r = $w->submit_form('/login', { email => $accounts[0][0],
+                                        password => $accounts[0][1] });
     $r->{status} == 303 or die "warm-up login: $r->{status}\n";
 
     my $start = time + 0.5;
@@ -135,7 +137,8 @@ sub run {
     for my $i (1 .. $clients) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
-            client($t, $email, $password, $start, $until, "$t->{dir}/client-$i");
+            client($t, @{ $accounts[$i - 1] }, $start, $until,
+                   "$t->{dir}/client-$i");
             POSIX::_exit(0);
         }
         push @kids, $pid;
