@@ -72,4 +72,4 @@ $$;
 CREATE TRIGGER city_added AFTER INSERT ON cities
     FOR EACH ROW EXECUTE FUNCTION city_added();
 
-SELECT refresh_catalogue(code) FROM cities;
+DO $$ BEGIN PERFORM refresh_catalogue(code) FROM cities; END $$;
