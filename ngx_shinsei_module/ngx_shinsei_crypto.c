@@ -172,11 +172,21 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
         }
 
         if (nwords == 2 && word[0].len == 5
-            && ngx_strncmp(word[0].data, "index", 5) == 0
-            && ngx_shinsei_hex_key(&word[1], k->index_key) == NGX_OK)
+            && ngx_strncmp(word[0].data, "index", 5) == 0)
         {
-            have_index = 1;
-            continue;
+            if (have_index) {
+                /* one index key only: which would the look-ups use? */
+                ngx_explicit_memzero(text.data, text.len);
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"shinsei_data_keys\": line %ui of \"%V\" "
+                                   "repeats the \"index\" line", lineno, file);
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_shinsei_hex_key(&word[1], k->index_key) == NGX_OK) {
+                have_index = 1;
+                continue;
+            }
         }
 
         if (nwords == 3 && word[0].len == 3
@@ -846,6 +856,12 @@ ngx_shinsei_password_decode(ngx_str_t *stored, ngx_uint_t *ln,
         }
 
         s++;
+    }
+
+    /* out of bounds (tampered): refused like a missing hash, same work */
+
+    if (ngx_shinsei_kdf_check(v[0], v[1], v[2]) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     *ln = v[0];

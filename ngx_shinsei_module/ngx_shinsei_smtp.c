@@ -464,7 +464,7 @@ static void
 ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
     ngx_str_t *text)
 {
-    u_char                   *p;
+    u_char                   *p, *line;
     ngx_str_t                 plain, b64;
     ngx_connection_t         *c;
     ngx_shinsei_smtp_conf_t  *conf;
@@ -513,14 +513,18 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
                 return;
             }
 
-            /* RFC 4616: authzid NUL authcid NUL passwd, in base64 */
+            /*
+             * RFC 4616: authzid NUL authcid NUL passwd, in base64, encoded
+             * straight into the line sent: the only copy, wiped once
+             * written or when the transfer ends (ngx_shinsei_smtp_close)
+             */
 
             plain.len = conf->user.len + conf->password.len + 2;
             plain.data = ngx_pnalloc(s->pool, plain.len);
-            b64.data = ngx_pnalloc(s->pool,
-                                   ngx_base64_encoded_length(plain.len) + 1);
+            line = ngx_pnalloc(s->pool, sizeof("AUTH PLAIN \r\n") - 1
+                                        + ngx_base64_encoded_length(plain.len));
 
-            if (plain.data == NULL || b64.data == NULL) {
+            if (plain.data == NULL || line == NULL) {
                 ngx_shinsei_smtp_fail(s, "out of memory", NULL);
                 return;
             }
@@ -531,15 +535,22 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
             *p++ = '\0';
             ngx_memcpy(p, conf->password.data, conf->password.len);
 
+            b64.data = ngx_cpymem(line, "AUTH PLAIN ", 11);
             ngx_encode_base64(&b64, &plain);
             ngx_explicit_memzero(plain.data, plain.len);
 
-            (void) ngx_shinsei_smtp_command(s, NGX_SHINSEI_SMTP_AUTH,
-                                            "AUTH PLAIN %V\r\n", &b64);
+            p = b64.data + b64.len;
+            *p++ = CR;
+            *p++ = LF;
 
-            /* the command buffer is zeroed once written */
-            ngx_explicit_memzero(b64.data, b64.len);
+            s->out.data = line;
+            s->out.len = p - line;
+            s->sent = line;
+            s->state = NGX_SHINSEI_SMTP_AUTH;
             s->secret = 1;
+
+            /* s may be gone after this: nothing follows it */
+            ngx_shinsei_smtp_write(s);
             return;
         }
 
@@ -568,7 +579,7 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_MAIL:
         if (code != 250) {
-            s->permanent = (code >= 500);
+            /* a 5xx here says more of the relay than of the message */
             ngx_shinsei_smtp_fail(s, "sender refused", text);
             return;
         }
@@ -590,7 +601,6 @@ ngx_shinsei_smtp_step(ngx_shinsei_smtp_t *s, ngx_uint_t code,
 
     case NGX_SHINSEI_SMTP_DATA:
         if (code != 354) {
-            s->permanent = (code >= 500);
             ngx_shinsei_smtp_fail(s, "DATA refused", text);
             return;
         }
@@ -903,6 +913,12 @@ ngx_shinsei_smtp_close(ngx_shinsei_smtp_t *s)
 
     if (s->deadline.timer_set) {
         ngx_del_timer(&s->deadline);
+    }
+
+    if (s->secret) {
+        /* ended before the AUTH line was all written */
+        ngx_explicit_memzero(s->out.data, s->out.len);
+        s->secret = 0;
     }
 
     c = s->peer.connection;

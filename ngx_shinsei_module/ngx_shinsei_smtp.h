@@ -30,7 +30,7 @@ struct ngx_shinsei_smtp_s {
     void                      *data;
     ngx_log_t                 *log;
     u_char                     error[256];
-    ngx_uint_t                 permanent;    /* a 5xx: no use trying again */
+    ngx_uint_t                 permanent;    /* 5xx to RCPT or the data */
 
     /* private to ngx_shinsei_smtp.c */
     ngx_peer_connection_t      peer;

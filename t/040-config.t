@@ -42,6 +42,10 @@ open($bk, '>', "$d/dup.keys") or die $!;
 print $bk "index " . ('ab' x 32) . "\nkey k1 " . ('01' x 32)
         . "\nkey k1 " . ('02' x 32) . "\n";
 close $bk;
+open($bk, '>', "$d/dup-index.keys") or die $!;
+print $bk "index " . ('ab' x 32) . "\nindex " . ('cd' x 32)
+        . "\nkey k1 " . ('01' x 32) . "\n";
+close $bk;
 open($bk, '>', "$d/smtp.auth") or die $!;
 print $bk "user:secret\n";
 close $bk;
@@ -111,6 +115,9 @@ my @bad = (
     [ 'a key id given twice (which one decrypts old data?)',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/dup.keys;} , no_mail => 1 },
       qr{"shinsei_data_keys": line 3 of ".*dup\.keys" repeats the key id "k1"} ],
+    [ 'two index keys (which would the look-ups use?)',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/dup-index.keys;} , no_mail => 1 },
+      qr{"shinsei_data_keys": line 2 of ".*dup-index\.keys" repeats the "index" line} ],
     [ 'SMTP credentials without TLS (the password in clear)',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/data.keys; shinsei_smtp smtp://127.0.0.1:25 auth_file=$d/smtp.auth;}, no_mail => 1 },
       qr{"shinsei_smtp": auth_file needs TLS} ],
