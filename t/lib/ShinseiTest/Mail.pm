@@ -74,6 +74,12 @@ sub maildir { $_[0]{maildir} }
 sub log_file { $_[0]{log_file} }
 sub running { defined $_[0]{pid} }
 
+# handler(): aiosmtpd's -c arguments, the handler class and its own
+sub handler {
+    my ($self) = @_;
+    return ('shinsei_smtp_sink.MaildirSink', $self->{maildir});
+}
+
 sub start {
     my ($self) = @_;
     return $self if $self->{pid};
@@ -81,7 +87,7 @@ sub start {
     my @cmd = ($PYTHON, '-m', 'aiosmtpd', '-n',
                '-l', "127.0.0.1:$self->{port}",
                ($self->{smtputf8} ? '-u' : ()),
-               '-c', 'shinsei_smtp_sink.MaildirSink', $self->{maildir});
+               '-c', $self->handler);
 
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {

@@ -11,22 +11,13 @@ package ShinseiTest::SlowMail;
 #   ... $t->mail is $mail; everything else as ShinseiTest::Mail
 #   $mail->restart(delay_ms => 1500);  # same port and Maildir, slower
 #
-# Only start() differs from ShinseiTest::Mail (the handler class and its
-# argument); stop, wait_for, messages, parse are inherited.
+# Only the handler class and its arguments differ from ShinseiTest::Mail;
+# start, stop, wait_for, messages, parse are inherited.
 
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use IO::Socket::INET;
-use POSIX qw(:sys_wait_h);
-use Time::HiRes qw(sleep time);
-
 use parent 'ShinseiTest::Mail';
-
-my $LIB = abs_path(dirname(__FILE__) . '/..');
-my $PYTHON = '/usr/bin/python3';
 
 sub new {
     my ($class, %opt) = @_;
@@ -58,48 +49,17 @@ sub restart {
     return $self->start;
 }
 
+sub handler {
+    my ($self) = @_;
+    return ('shinsei_smtp_slow_sink.SlowMaildirSink', $self->{maildir},
+            $self->{delay_ms});
+}
+
 sub start {
     my ($self) = @_;
     return $self if $self->{pid};
     $self->{delay_ms} = $DELAY // $self->{delay_ms} // 0;
-
-    my @cmd = ($PYTHON, '-m', 'aiosmtpd', '-n',
-               '-l', "127.0.0.1:$self->{port}",
-               ($self->{smtputf8} ? '-u' : ()),
-               '-c', 'shinsei_smtp_slow_sink.SlowMaildirSink',
-               $self->{maildir}, $self->{delay_ms});
-
-    my $pid = fork() // die "fork: $!";
-    if ($pid == 0) {
-        $ENV{PYTHONPATH} = join(':', $LIB, $ENV{PYTHONPATH} || ());
-        $ENV{PYTHONDONTWRITEBYTECODE} = 1;
-        open(STDIN, '<', '/dev/null');
-        open(STDOUT, '>>', $self->{log_file});
-        open(STDERR, '>&', \*STDOUT);
-        exec(@cmd) or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-
-    my $until = time + 15;
-    while (time < $until) {
-        my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$self->{port}",
-                                         Timeout => 1);
-        if ($sock) {
-            my $greeting = <$sock>;
-            print $sock "QUIT\r\n";
-            close $sock;
-            return $self if $greeting && $greeting =~ /^220/;
-        }
-        if (waitpid($pid, WNOHANG) == $pid) {
-            delete $self->{pid};
-            die "the slow SMTP sink exited (status $?): "
-                . ShinseiTest::Mail::_slurp($self->{log_file});
-        }
-        sleep 0.05;
-    }
-    $self->stop;
-    die "the slow SMTP sink did not answer on port $self->{port}: "
-        . ShinseiTest::Mail::_slurp($self->{log_file});
+    return $self->SUPER::start;
 }
 
 1;
