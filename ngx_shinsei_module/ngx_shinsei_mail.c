@@ -51,7 +51,7 @@ struct ngx_shinsei_mail_drainer_s {
     ngx_event_t                   timer;
     ngx_pool_t                   *pool;
     ngx_shinsei_pg_query_t        claim;
-    const char                   *claim_params[2];
+    const char                   *claim_params[3];
     ngx_shinsei_mail_msg_t       *msgs;
     ngx_uint_t                    nmsgs;
     ngx_uint_t                    outstanding;
@@ -87,7 +87,7 @@ static ngx_connection_t             ngx_shinsei_mail_dummy;
 /*
  * $1 how many, $2 the lease in seconds: longer than one SMTP transfer may
  * take (the client's own deadline), after which another worker may take
- * the row over.  Each claim gets a fresh token; the outcome is recorded
+ * the row over; $3 this worker's pid, kept for operators.  Each claim gets a fresh token; the outcome is recorded
  * only under the token it was sent with, so a worker whose lease ran out
  * cannot overwrite what the worker that took the row over recorded.
  */
@@ -96,7 +96,7 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_claim_stmt =
     ngx_shinsei_pg_stmt(
     "UPDATE outbox o SET status = 'sending', attempts = o.attempts + 1,"
     " claimed_until = now() + make_interval(secs => $2::int),"
-    " claim = gen_random_uuid()"
+    " claim = gen_random_uuid(), claimed_by = $3::int"
     " FROM (SELECT id FROM outbox"
     "  WHERE status IN ('pending', 'sending')"
     "  AND ((status = 'pending' AND next_attempt_at <= now())"
@@ -378,7 +378,7 @@ ngx_shinsei_mail_tick(ngx_event_t *ev)
     d->nmsgs = 0;
     d->outstanding = 0;
 
-    p = ngx_pnalloc(d->pool, 2 * NGX_INT_T_LEN + 2);
+    p = ngx_pnalloc(d->pool, 3 * NGX_INT_T_LEN + 3);
     if (p == NULL) {
         ngx_shinsei_mail_batch_done(d);
         return;
@@ -389,11 +389,14 @@ ngx_shinsei_mail_tick(ngx_event_t *ev)
     *p++ = '\0';
     d->claim_params[1] = (char *) p;
     p = ngx_sprintf(p, "%M", 4 * d->smcf->smtp.timeout / 1000 + 10);
+    *p++ = '\0';
+    d->claim_params[2] = (char *) p;
+    p = ngx_sprintf(p, "%P", ngx_pid);
     *p = '\0';
 
     ngx_memzero(&d->claim, sizeof(ngx_shinsei_pg_query_t));
     d->claim.stmt = &ngx_shinsei_mail_claim_stmt;
-    d->claim.nparams = 2;
+    d->claim.nparams = 3;
     d->claim.values = d->claim_params;
     d->claim.done = ngx_shinsei_mail_claimed;
     d->claim.data = d;
@@ -759,7 +762,7 @@ ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m, const char *error,
         m->mark.nparams = 2;
 
     } else {
-        p = ngx_pnalloc(d->pool, 2 * NGX_INT_T_LEN + 2);
+        p = ngx_pnalloc(d->pool, 3 * NGX_INT_T_LEN + 3);
         if (p == NULL) {
             ngx_shinsei_mail_marked(&m->mark);
             return;

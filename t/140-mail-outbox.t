@@ -426,9 +426,12 @@ elapsed('dead letters and tampered rows');
 
 # 200 sign-ups while the SMTP server is down leave a backlog of 200 due
 # mails (each tried once); then the server comes back, slow: it stores
-# each message and answers 250 only after 50 ms, so the backlog takes
-# seconds and a worker killed meanwhile has a message in flight that was
-# stored but not acknowledged.  timeout=2s makes the lease 4 * 2 + 10 = 18 s.
+# each message and answers 250 only after 50 ms.  Once the backlog is
+# flowing, the sink holds back every 250 (ShinseiTest::SlowMail::hold):
+# each worker is frozen in the middle of a batch, with messages stored but
+# not acknowledged, and one of them is killed there.  Each row records the
+# pid of the worker that claimed it (sql/005), so the test knows which
+# rows the dead worker held.  timeout=2s makes the lease 4 * 2 + 10 = 18 s.
 my $t3 = ShinseiTest->new(no_start => 1, workers => 2,
                           smtp_opts => 'timeout=2s retry=1s attempts=5');
 my $mail3 = ShinseiTest::SlowMail->attach($t3, delay_ms => 50);
@@ -452,28 +455,46 @@ $t3->start;
     sleep 1;                          # retry=1s: all are due again
     $t3->psql('NOTIFY shinsei_outbox');
 
-    # kill a worker in the middle of a batch: a worker claims 16 rows at a
-    # time, so with 24 or more sending, each of the two holds 8 or more
-    # (at 50 ms a mail, hundreds of ms of work) when the kill lands
-    my ($killed_at, $sending, $sent, $left);
-    my $until = time + 20;
-    while (time < $until) {
-        ($killed_at, $sending, $sent, $left) = split /\t/, $t3->psql(
-            "SELECT extract(epoch FROM now()),"
-            . " count(*) FILTER (WHERE status = 'sending'),"
-            . " count(*) FILTER (WHERE status = 'sent'),"
-            . " count(*) FILTER (WHERE status <> 'sent') FROM outbox");
-        last if $sent >= 40 && $sending >= 24;
-        last if $left == 0;
-        sleep 0.01;
+    my $sent = 0;
+    for (1 .. 200) {
+        $sent = count_sql($t3, "SELECT count(*) FROM outbox"
+                               . " WHERE status = 'sent'");
+        last if $sent >= 40;
+        sleep 0.1;
     }
-    my $victim = $before[0];
+    cmp_ok($sent, '>=', 40, "the backlog is flowing ($sent sent)");
+    $mail3->hold;
+
+    # the workers' rows in flight: stable once every transfer waits for
+    # its held 250; the per-read timeout (2 s) has not run out yet
+    my ($prev, $held) = ('', '');
+    my $until = time + 1.2;
+    while (time < $until) {
+        sleep 0.15;
+        $held = $t3->psql("SELECT claimed_by, count(*) FROM outbox"
+                          . " WHERE status = 'sending'"
+                          . " GROUP BY 1 ORDER BY 2 DESC, 1");
+        last if $held ne '' && $held eq $prev;
+        $prev = $held;
+    }
+    my %held_by = map { split /\t/ } split /\n/, $held;
+    my ($victim) = $held =~ /^(\d+)\t/;     # the one holding the most
+    $victim //= $before[0];
+    my $victim_rows = $held_by{$victim} // 0;
+    my ($killed_at, $left) = split /\t/, $t3->psql(
+        "SELECT extract(epoch FROM now()),"
+        . " count(*) FILTER (WHERE status <> 'sent') FROM outbox");
     kill 'KILL', $victim;
-    note("killed worker $victim with $sent of $n sent, $sending sending, "
-         . "$left not sent yet");
-    cmp_ok($sending, '>=', 24, 'the kill lands when both workers are in '
-                               . 'the middle of a batch');
-    cmp_ok($left, '>', 0, 'and while mails are still unsent');
+    $mail3->release;
+    note("killed worker $victim holding $victim_rows rows in flight; "
+         . "in flight by worker: " . join(', ', map { "$_ => $held_by{$_}" }
+                                           sort keys %held_by)
+         . "; $left not sent yet");
+    ok((grep { $_ == $victim } @before),
+       'the rows in flight are held by one of the workers');
+    cmp_ok($victim_rows, '>', 0,
+           'the kill lands while the worker is in the middle of a batch');
+    cmp_ok($left, '>', $victim_rows, 'and while other mails are unsent');
 
     my @after;
     for (1 .. 100) {
@@ -484,17 +505,16 @@ $t3->start;
     ok(@after == 2 && !(grep { $_ == $victim } @after),
        'the master starts a new worker in its place');
 
-    # the other worker finishes what it had claimed within 1 s (16 mails,
-    # 50 ms each); rows claimed before the kill and still sending after
-    # 3 s are the killed worker's, their lease (4 x timeout + 10 s = 18 s)
-    # running
+    # the other worker's transfers end once released; the killed worker's
+    # rows stay 'sending' until their lease (18 s from their claim) ends
     sleep 3;
     my @orphans = split /\n/, $t3->psql(
         "SELECT id FROM outbox WHERE status = 'sending'"
+        . " AND claimed_by = $victim"
         . " AND claimed_until <= to_timestamp($killed_at) + interval '18 s'");
-    cmp_ok(scalar @orphans, '>', 0,
-           'the killed worker leaves claimed rows behind ('
-           . scalar(@orphans) . ')');
+    is(scalar @orphans, $victim_rows,
+       'the rows the killed worker held are left claimed until their lease '
+       . 'ends (' . scalar(@orphans) . ')');
 
     ok(wait_outbox_settled($t3, timeout => 40),
        'in time no mail is pending or sending: the killed worker\'s rows '

@@ -10,6 +10,8 @@ package ShinseiTest::SlowMail;
 #   $t->start;                         # nginx sends to the slow sink
 #   ... $t->mail is $mail; everything else as ShinseiTest::Mail
 #   $mail->restart(delay_ms => 1500);  # same port and Maildir, slower
+#   $mail->hold;                       # store, but answer nothing ...
+#   $mail->release;                    # ... until released
 #
 # Only the handler class and its arguments differ from ShinseiTest::Mail;
 # start, stop, wait_for, messages, parse are inherited.
@@ -47,6 +49,23 @@ sub restart {
     $self->stop;
     $self->{delay_ms} = $opt{delay_ms} if defined $opt{delay_ms};
     return $self->start;
+}
+
+# hold: from now on each message is stored and its 250 held back, so
+# every transfer in flight stays in flight; release ends that
+sub hold_file { "$_[0]{maildir}.hold" }
+
+sub hold {
+    my ($self) = @_;
+    open(my $fh, '>', $self->hold_file) or die "hold: $!";
+    close $fh;
+    return $self;
+}
+
+sub release {
+    my ($self) = @_;
+    unlink $self->hold_file;
+    return $self;
 }
 
 sub handler {
