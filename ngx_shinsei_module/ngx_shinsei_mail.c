@@ -87,9 +87,10 @@ static ngx_connection_t             ngx_shinsei_mail_dummy;
 /*
  * $1 how many, $2 the lease in seconds: longer than one SMTP transfer may
  * take (the client's own deadline), after which another worker may take
- * the row over; $3 this worker's pid, kept for operators.  Each claim gets a fresh token; the outcome is recorded
- * only under the token it was sent with, so a worker whose lease ran out
- * cannot overwrite what the worker that took the row over recorded.
+ * the row over; $3 this worker's pid, kept for operators.  Each claim gets
+ * a fresh token; the outcome is recorded only under the token it was sent
+ * with, so a worker whose lease ran out cannot overwrite what the worker
+ * that took the row over recorded.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_mail_claim_stmt =
