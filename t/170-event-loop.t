@@ -22,11 +22,13 @@ my $LOGINS = 20;
 my $LIMIT_MS = 50;
 
 # SHINSEI_STRICT_LATENCY=1: every sample under 50 ms.  By default 90 % of
-# them, the median under 10 ms and none over 1 s: on the shared two-CPU
+# them, the median under 25 ms (half the bar) and none over 1 s: on the shared two-CPU
 # test machine, with the same 20 hashes run by "openssl kdf" in other
 # processes and nginx hashing nothing, 10 to 15 of ~176 samples took over
 # 50 ms (the longest 434 ms).  That hashing stays off the event loop is
 # proven exactly, whatever the machine, by the CPU time of its thread.
+# Medians seen: 0.6 to 8.4 ms; a hash on the event loop would put it in
+# the hundreds.
 my $STRICT = $ENV{SHINSEI_STRICT_LATENCY};
 
 # cpu_ms(PID, TID): the CPU time (user + system) of one thread, in ms
@@ -182,8 +184,9 @@ if ($STRICT) {
            "at least 90 % of the samples answered in under $LIMIT_MS ms ("
            . (@during - @slow) . ' of ' . scalar(@during) . ')')
         or diag($slow_text);
-    cmp_ok($median, '<', 10, sprintf('the median sample took under 10 ms '
-                                     . '(%.1f ms)', $median));
+    cmp_ok($median, '<', $LIMIT_MS / 2,
+           sprintf('the median sample took under %d ms (%.1f ms)',
+                   $LIMIT_MS / 2, $median));
     cmp_ok($ms[-1] // 0, '<', 1000, 'no sample waited a second');
     diag("samples over $LIMIT_MS ms (machine jitter; "
          . "SHINSEI_STRICT_LATENCY=1 fails on them):\n$slow_text") if @slow;
