@@ -258,6 +258,21 @@ ngx_shinsei_crypto_init_process(ngx_shinsei_main_conf_t *smcf)
 }
 
 
+/* the id of the key new values are encrypted with: the file's last */
+
+void
+ngx_shinsei_crypto_current_key(ngx_str_t *id)
+{
+    ngx_shinsei_keys_t      *keys;
+    ngx_shinsei_data_key_t  *key;
+
+    keys = ngx_shinsei_crypto_conf->keys;
+    key = (ngx_shinsei_data_key_t *) keys->keys.elts + keys->keys.nelts - 1;
+
+    *id = key->id;
+}
+
+
 ngx_int_t
 ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain, const char *aad,
     ngx_str_t *out)
@@ -423,6 +438,11 @@ ngx_shinsei_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
 done:
 
     EVP_CIPHER_CTX_free(cipher);
+
+    if (rc != NGX_OK) {
+        /* what GCM wrote before the tag failed is not to be trusted */
+        ngx_explicit_memzero(out->data, n + 1);
+    }
 
     return rc;
 }
