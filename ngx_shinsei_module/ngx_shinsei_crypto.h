@@ -41,6 +41,7 @@ struct ngx_shinsei_password_s {
 char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys);
 void ngx_shinsei_crypto_init_process(ngx_shinsei_main_conf_t *smcf);
+void ngx_shinsei_crypto_current_key(ngx_str_t *id);
 ngx_int_t ngx_shinsei_kdf_check(ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p);
 
 ngx_int_t ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain,

@@ -12,6 +12,7 @@
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
 #include "ngx_shinsei_purge.h"
+#include "ngx_shinsei_rekey.h"
 #include "ngx_shinsei_smtp.h"
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
@@ -715,6 +716,7 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
         || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK
+        || ngx_shinsei_rekey_init_process(cycle, smcf) != NGX_OK
         || ngx_shinsei_tenant_init_process(cycle, smcf) != NGX_OK)
     {
         return NGX_ERROR;
@@ -745,6 +747,7 @@ ngx_shinsei_exit_process(ngx_cycle_t *cycle)
 
     ngx_shinsei_mail_exit_process(cycle);
     ngx_shinsei_purge_exit_process(cycle);
+    ngx_shinsei_rekey_exit_process(cycle);
     ngx_shinsei_pg_exit_process(cycle);
     ngx_shinsei_tenant_exit_process(cycle, smcf);
 }
