@@ -47,6 +47,8 @@ typedef struct {
 
 static void ngx_shinsei_rekey_tick(ngx_event_t *ev);
 static void ngx_shinsei_rekey_read(ngx_shinsei_rekey_t *rk);
+static void ngx_shinsei_rekey_send(ngx_shinsei_rekey_t *rk,
+    ngx_shinsei_pg_stmt_t *stmt, int nparams, ngx_shinsei_pg_done_pt done);
 static void ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_rekey_applied(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_rekey_next(ngx_shinsei_rekey_t *rk);
@@ -190,11 +192,22 @@ ngx_shinsei_rekey_read(ngx_shinsei_rekey_t *rk)
         return;
     }
 
+    ngx_shinsei_rekey_send(rk, &ngx_shinsei_rekey_batch_stmt, 4,
+                           ngx_shinsei_rekey_got);
+}
+
+
+/* rk->params hold the values; done() may send the next query on rk */
+
+static void
+ngx_shinsei_rekey_send(ngx_shinsei_rekey_t *rk, ngx_shinsei_pg_stmt_t *stmt,
+    int nparams, ngx_shinsei_pg_done_pt done)
+{
     ngx_memzero(&rk->query, sizeof(ngx_shinsei_pg_query_t));
-    rk->query.stmt = &ngx_shinsei_rekey_batch_stmt;
-    rk->query.nparams = 4;
+    rk->query.stmt = stmt;
+    rk->query.nparams = nparams;
     rk->query.values = rk->params;
-    rk->query.done = ngx_shinsei_rekey_got;
+    rk->query.done = done;
     rk->query.data = rk;
     rk->query.log = rk->log;
 
@@ -299,18 +312,8 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
 
     rk->params[1] = rk->rows;
 
-    ngx_memzero(&rk->query, sizeof(ngx_shinsei_pg_query_t));
-    rk->query.stmt = &ngx_shinsei_rekey_apply_stmt;
-    rk->query.nparams = 2;
-    rk->query.values = rk->params;
-    rk->query.done = ngx_shinsei_rekey_applied;
-    rk->query.data = rk;
-    rk->query.log = rk->log;
-
-    rk->busy = 1;
-
-    ngx_shinsei_pg_send(&rk->query);
-
+    ngx_shinsei_rekey_send(rk, &ngx_shinsei_rekey_apply_stmt, 2,
+                           ngx_shinsei_rekey_applied);
     return;
 
 failed:
