@@ -5,7 +5,8 @@
  * Re-encryption after a data key rotation (REQ N-SEC-1, docs/operations.md
  * 4.3).  The last "key" line of shinsei_data_keys encrypts; every line
  * decrypts.  When the operator adds a key and reloads, worker 0 of the new
- * generation walks every encrypted value (sql/006_rekey.sql names them)
+ * generation (10 s after it starts, or shinsei_purge_interval if shorter)
+ * walks every encrypted value (sql/006_rekey.sql names them)
  * and writes each value that is under an older key again under the new
  * one, a batch at a time, in id order.  A value is replaced only where it
  * is still what was read, so a resident's change made meanwhile wins.
@@ -24,7 +25,11 @@
 
 
 #define NGX_SHINSEI_REKEY_BATCH  100
-#define NGX_SHINSEI_REKEY_START  1000          /* ms after the worker starts */
+/*
+ * The first pass waits until the previous generation's workers, which do
+ * not have the new key, have finished the requests they were serving.
+ */
+#define NGX_SHINSEI_REKEY_START  10000
 
 
 typedef struct {
@@ -110,7 +115,8 @@ ngx_shinsei_rekey_init_process(ngx_cycle_t *cycle,
 
     ngx_shinsei_rekey = rk;
 
-    ngx_add_timer(&rk->timer, NGX_SHINSEI_REKEY_START);
+    ngx_add_timer(&rk->timer, ngx_min(NGX_SHINSEI_REKEY_START,
+                                      smcf->purge_interval));
 
     return NGX_OK;
 }
@@ -279,12 +285,14 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
         value = ngx_shinsei_rekey_cstr(rk->pool, &fresh);
         row = cJSON_CreateObject();
 
+        /* the row joins the array last: until then it is ours to free */
+
         if (value == NULL || row == NULL
-            || !cJSON_AddItemToArray(rows, row)
             || cJSON_AddRawToObject(row, "id", PQgetvalue(q->result, i, 0))
                == NULL
             || cJSON_AddStringToObject(row, "old", (char *) old.data) == NULL
-            || cJSON_AddStringToObject(row, "new", value) == NULL)
+            || cJSON_AddStringToObject(row, "new", value) == NULL
+            || !cJSON_AddItemToArray(rows, row))
         {
             cJSON_Delete(row);
             cJSON_Delete(rows);
