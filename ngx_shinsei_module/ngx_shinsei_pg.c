@@ -45,6 +45,16 @@ typedef struct {
 } ngx_shinsei_pg_conn_t;
 
 
+#define NGX_SHINSEI_PG_CHANNELS  4
+
+
+typedef struct {
+    ngx_str_t                      channel;
+    ngx_shinsei_pg_notify_pt       notify;
+    void                          *data;
+} ngx_shinsei_pg_channel_t;
+
+
 typedef struct {
     ngx_shinsei_db_conf_t         *conf;
     ngx_log_t                     *log;
@@ -59,9 +69,8 @@ typedef struct {
     /* one more connection, outside the pool, for LISTEN */
     ngx_shinsei_pg_conn_t          listener;
     char                          *listen_sql;
-    ngx_str_t                      channel;
-    ngx_shinsei_pg_notify_pt       notify;
-    void                          *notify_data;
+    ngx_shinsei_pg_channel_t       channels[NGX_SHINSEI_PG_CHANNELS];
+    ngx_uint_t                     nchannels;
     ngx_event_t                    listen_retry;
     ngx_msec_t                     listen_backoff;
     unsigned                       exiting:1;
@@ -408,35 +417,67 @@ ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
 
 
 /*
- * Keeps a connection LISTENing on a channel and calls notify() on each
- * notification; it reconnects by itself after the server went away, and
- * notify() is called once then too, as notifications may have been lost.
+ * Keeps a connection LISTENing on channels and calls each channel's
+ * notify() on its notifications; it reconnects by itself after the server
+ * went away, and every notify() is called once then too (payload NULL),
+ * as notifications may have been lost.  Called at process start.
  */
 
 ngx_int_t
 ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
     ngx_shinsei_pg_notify_pt notify, void *data)
 {
-    u_char                 *p;
-    size_t                  len;
-    ngx_shinsei_pg_pool_t  *pool;
+    u_char                    *p;
+    size_t                     len;
+    ngx_uint_t                 i;
+    ngx_shinsei_pg_pool_t     *pool;
+    ngx_shinsei_pg_channel_t  *ch;
 
     pool = ngx_shinsei_pg_pool;
 
-    len = ngx_strlen(channel);
+    if (pool->nchannels == NGX_SHINSEI_PG_CHANNELS) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      ngx_shinsei_log_prefix "too many LISTEN channels");
+        return NGX_ERROR;
+    }
 
-    p = ngx_pnalloc(cycle->pool, sizeof("LISTEN ") + len);
+    ch = &pool->channels[pool->nchannels++];
+
+    ch->channel.len = ngx_strlen(channel);
+    ch->channel.data = (u_char *) channel;
+    ch->notify = notify;
+    ch->data = data;
+
+    /* "LISTEN a; LISTEN b": one round trip for all channels */
+
+    len = 0;
+
+    for (i = 0; i < pool->nchannels; i++) {
+        len += sizeof("LISTEN ; ") - 1 + pool->channels[i].channel.len;
+    }
+
+    p = ngx_pnalloc(cycle->pool, len + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    *ngx_sprintf(p, "LISTEN %s", channel) = '\0';
-
     pool->listen_sql = (char *) p;
-    pool->channel.data = p + 7;
-    pool->channel.len = len;
-    pool->notify = notify;
-    pool->notify_data = data;
+
+    for (i = 0; i < pool->nchannels; i++) {
+        p = ngx_sprintf(p, "LISTEN %V; ", &pool->channels[i].channel);
+    }
+
+    *p = '\0';
+
+    if (pool->nchannels > 1) {
+        /* the connection is being opened; it sends listen_sql when up */
+
+        if (pool->listener.state == NGX_SHINSEI_PG_CONN_LISTENING) {
+            ngx_shinsei_pg_close(&pool->listener);
+        }
+
+        return NGX_OK;
+    }
 
     ngx_shinsei_pg_dummy.fd = (ngx_socket_t) -1;
 
@@ -450,6 +491,17 @@ ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
     }
 
     return NGX_OK;
+}
+
+
+/* whether notifications reach this worker now */
+
+ngx_uint_t
+ngx_shinsei_pg_listening(void)
+{
+    return ngx_shinsei_pg_pool
+           && ngx_shinsei_pg_pool->listener.state
+              == NGX_SHINSEI_PG_CONN_LISTENING;
 }
 
 
@@ -962,6 +1014,7 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_status_e status)
 {
     PGresult                *res;
+    ngx_uint_t               i;
     ngx_shinsei_pg_pool_t   *pool;
     ngx_shinsei_pg_query_t  *q;
 
@@ -991,7 +1044,12 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
 
         pc->state = NGX_SHINSEI_PG_CONN_LISTENING;
         pool->listen_backoff = 0;
-        pool->notify(&pool->channel, NULL, pool->notify_data);
+
+        for (i = 0; i < pool->nchannels; i++) {
+            pool->channels[i].notify(&pool->channels[i].channel, NULL,
+                                     pool->channels[i].data);
+        }
+
         return;
     }
 
@@ -1142,10 +1200,11 @@ ngx_shinsei_pg_listen_retry(ngx_event_t *ev)
 static void
 ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc)
 {
-    ngx_str_t               channel, payload;
-    PGnotify               *notify;
-    ngx_uint_t              seen;
-    ngx_shinsei_pg_pool_t  *pool;
+    ngx_str_t                  channel, payload;
+    PGnotify                  *notify;
+    ngx_uint_t                 i, seen;
+    ngx_shinsei_pg_pool_t     *pool;
+    ngx_shinsei_pg_channel_t  *ch;
 
     pool = ngx_shinsei_pg_pool;
 
@@ -1170,10 +1229,19 @@ ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc)
         payload.data = (u_char *) notify->extra;
         payload.len = ngx_strlen(notify->extra);
 
-        /* a burst of notifications is one call */
+        /* a burst of notifications is one call per channel */
 
-        if (!seen++) {
-            pool->notify(&channel, &payload, pool->notify_data);
+        for (i = 0; i < pool->nchannels; i++) {
+            ch = &pool->channels[i];
+
+            if (ch->channel.len == channel.len
+                && ngx_strncmp(ch->channel.data, channel.data, channel.len)
+                   == 0
+                && !(seen & (1 << i)))
+            {
+                seen |= 1 << i;
+                ch->notify(&channel, &payload, ch->data);
+            }
         }
 
         PQfreemem(notify);

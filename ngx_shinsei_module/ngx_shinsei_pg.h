@@ -90,6 +90,7 @@ void ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
     ngx_shinsei_pg_notify_pt notify, void *data);
+ngx_uint_t ngx_shinsei_pg_listening(void);
 
 void ngx_shinsei_pg_send(ngx_shinsei_pg_query_t *q);
 void ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q);
