@@ -6,14 +6,42 @@
  * (/procedures/<code>): what it is, who may request it, its fees and
  * postage, what the resident needs.  Fees are data (fee_items), never
  * constants here.
+ *
+ * These are the most visited pages and change only when staff change the
+ * procedures, so each worker keeps the JSON of each page's data (not the
+ * page: that has the resident's session) and asks the database again only
+ * after a change.  The triggers that keep catalogue_docs NOTIFY
+ * shinsei_catalogue in the changing transaction (sql/007); a notification
+ * empties every worker's cache.  While the LISTEN connection is down,
+ * notifications can be lost, so nothing is taken from or put in the
+ * cache then; when it is back, the cache starts empty.  A result is kept
+ * only if no notification came between its query and its answer.
  */
 
 
-#include "ngx_shinsei_common.h"
+#include "ngx_shinsei_citizen_catalogue.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_router.h"
 #include "ngx_shinsei_tenant.h"
+#include "ngx_shinsei_pg.h"
+
+
+#define NGX_SHINSEI_CATALOGUE_CACHE  256      /* pages kept, at most */
+
+
+typedef struct {
+    ngx_str_t                  city;
+    ngx_str_t                  code;          /* empty: the catalogue */
+    ngx_str_t                  json;
+} ngx_shinsei_catalogue_page_t;
+
+
+typedef struct {
+    ngx_uint_t                    gen;        /* notifications seen */
+    ngx_uint_t                    npages;
+    ngx_shinsei_catalogue_page_t  pages[NGX_SHINSEI_CATALOGUE_CACHE];
+} ngx_shinsei_catalogue_cache_t;
 
 
 static ngx_int_t ngx_shinsei_catalogue(ngx_http_request_t *r,
@@ -25,6 +53,19 @@ static ngx_int_t ngx_shinsei_procedure(ngx_http_request_t *r,
 static ngx_int_t ngx_shinsei_procedure_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_uint_t ngx_shinsei_catalogue_code_valid(ngx_str_t *code);
+static ngx_str_t *ngx_shinsei_catalogue_cached(ngx_str_t *city,
+    ngx_str_t *code);
+static void ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *city, ngx_str_t *code, PGresult *res);
+static void ngx_shinsei_catalogue_changed(ngx_str_t *channel,
+    ngx_str_t *payload, void *data);
+static void ngx_shinsei_catalogue_empty(void);
+
+
+static ngx_shinsei_catalogue_cache_t  *ngx_shinsei_catalogue_cache;
+
+/* the catalogue's code in the cache: empty, but never a NULL pointer */
+static ngx_str_t  ngx_shinsei_catalogue_none = ngx_string("");
 
 
 ngx_shinsei_route_t  ngx_shinsei_catalogue_routes[] = {
@@ -68,9 +109,48 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_procedure_stmt =
     " WHERE p.city = $1 AND p.code = $2 AND p.published");
 
 
+ngx_int_t
+ngx_shinsei_catalogue_init_process(ngx_cycle_t *cycle)
+{
+    ngx_shinsei_catalogue_cache = ngx_pcalloc(cycle->pool,
+                                      sizeof(ngx_shinsei_catalogue_cache_t));
+    if (ngx_shinsei_catalogue_cache == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_shinsei_pg_listen(cycle, "shinsei_catalogue",
+                                 ngx_shinsei_catalogue_changed, NULL);
+}
+
+
+void
+ngx_shinsei_catalogue_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_shinsei_catalogue_cache) {
+        ngx_shinsei_catalogue_empty();
+        ngx_shinsei_catalogue_cache = NULL;
+    }
+}
+
+
 static ngx_int_t
 ngx_shinsei_catalogue(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
+    ngx_str_t  *json;
+
+    json = ngx_shinsei_catalogue_cached(&ctx->tenant->code,
+                                        &ngx_shinsei_catalogue_none);
+
+    if (json) {
+        if (ngx_shinsei_db_view_text(r, ctx, json) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_shinsei_render(r, ctx, "catalogue", NGX_HTTP_OK);
+    }
+
+    ctx->cache_gen = ngx_shinsei_catalogue_cache->gen;
+
     return ngx_shinsei_db_query(r, &ngx_shinsei_catalogue_stmt,
                                 &ctx->tenant->code, 1,
                                 ngx_shinsei_catalogue_loaded, 0);
@@ -81,6 +161,9 @@ static ngx_int_t
 ngx_shinsei_catalogue_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
+    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code,
+                               &ngx_shinsei_catalogue_none, res);
+
     if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -92,11 +175,23 @@ ngx_shinsei_catalogue_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 static ngx_int_t
 ngx_shinsei_procedure(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t  params[2];
+    ngx_str_t  params[2], *json;
 
     if (!ngx_shinsei_catalogue_code_valid(&ctx->params[0])) {
         return NGX_HTTP_NOT_FOUND;
     }
+
+    json = ngx_shinsei_catalogue_cached(&ctx->tenant->code, &ctx->params[0]);
+
+    if (json) {
+        if (ngx_shinsei_db_view_text(r, ctx, json) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_shinsei_render(r, ctx, "procedure", NGX_HTTP_OK);
+    }
+
+    ctx->cache_gen = ngx_shinsei_catalogue_cache->gen;
 
     params[0] = ctx->tenant->code;
     params[1] = ctx->params[0];
@@ -113,6 +208,8 @@ ngx_shinsei_procedure_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     if (PQntuples(res) == 0) {
         return NGX_HTTP_NOT_FOUND;
     }
+
+    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code, &ctx->params[0], res);
 
     if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -140,4 +237,108 @@ ngx_shinsei_catalogue_code_valid(ngx_str_t *code)
     }
 
     return 1;
+}
+
+
+static ngx_str_t *
+ngx_shinsei_catalogue_cached(ngx_str_t *city, ngx_str_t *code)
+{
+    ngx_uint_t                     i;
+    ngx_shinsei_catalogue_page_t  *page;
+
+    if (!ngx_shinsei_pg_listening()) {
+        return NULL;
+    }
+
+    page = ngx_shinsei_catalogue_cache->pages;
+
+    for (i = 0; i < ngx_shinsei_catalogue_cache->npages; i++) {
+        if (page[i].city.len == city->len
+            && page[i].code.len == code->len
+            && ngx_strncmp(page[i].city.data, city->data, city->len) == 0
+            && ngx_strncmp(page[i].code.data, code->data, code->len) == 0)
+        {
+            return &page[i].json;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* keeps the JSON of a page's data, if nothing changed since its query */
+
+static void
+ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx, ngx_str_t *city,
+    ngx_str_t *code, PGresult *res)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_shinsei_catalogue_page_t   *page;
+    ngx_shinsei_catalogue_cache_t  *cache;
+
+    cache = ngx_shinsei_catalogue_cache;
+
+    if (ctx->cache_gen != cache->gen
+        || !ngx_shinsei_pg_listening()
+        || cache->npages == NGX_SHINSEI_CATALOGUE_CACHE
+        || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)
+        || ngx_shinsei_catalogue_cached(city, code))
+    {
+        return;
+    }
+
+    len = PQgetlength(res, 0, 0);
+
+    /* one allocation: the city, the code, the JSON */
+
+    p = ngx_alloc(city->len + code->len + len, ngx_cycle->log);
+    if (p == NULL) {
+        return;
+    }
+
+    page = &cache->pages[cache->npages++];
+
+    page->city.data = p;
+    page->city.len = city->len;
+    p = ngx_cpymem(p, city->data, city->len);
+
+    page->code.data = p;
+    page->code.len = code->len;
+    p = ngx_cpymem(p, code->data, code->len);
+
+    page->json.data = p;
+    page->json.len = len;
+    ngx_memcpy(p, PQgetvalue(res, 0, 0), len);
+}
+
+
+static void
+ngx_shinsei_catalogue_changed(ngx_str_t *channel, ngx_str_t *payload,
+    void *data)
+{
+    if (ngx_shinsei_catalogue_cache == NULL) {
+        return;
+    }
+
+    /* a change, or the LISTEN connection back (payload NULL) */
+
+    ngx_shinsei_catalogue_cache->gen++;
+    ngx_shinsei_catalogue_empty();
+}
+
+
+static void
+ngx_shinsei_catalogue_empty(void)
+{
+    ngx_uint_t                      i;
+    ngx_shinsei_catalogue_cache_t  *cache;
+
+    cache = ngx_shinsei_catalogue_cache;
+
+    for (i = 0; i < cache->npages; i++) {
+        ngx_free(cache->pages[i].city.data);
+    }
+
+    cache->npages = 0;
 }

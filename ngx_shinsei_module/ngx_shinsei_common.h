@@ -158,6 +158,7 @@ struct ngx_shinsei_ctx_s {
     ngx_str_t                  token;        /* from a mail's link */
     ngx_uint_t                 failures;     /* of the account's password */
     void                      *data;         /* a handler's own state */
+    ngx_uint_t                 cache_gen;    /* at the query, for a cache */
     unsigned                   tenant_done:1;
     unsigned                   session_done:1;
     unsigned                   csrf_done:1;

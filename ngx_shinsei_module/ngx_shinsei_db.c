@@ -26,6 +26,8 @@ typedef struct {
 
 static void ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_db_cleanup(void *data);
+static ngx_int_t ngx_shinsei_db_view_merge(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, cJSON *json);
 
 
 ngx_int_t
@@ -95,9 +97,29 @@ ngx_int_t
 ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    cJSON  *json, *item, *view;
+    return ngx_shinsei_db_view_merge(r, ctx, ngx_shinsei_db_json(res, 0, 0));
+}
 
-    json = ngx_shinsei_db_json(res, 0, 0);
+
+/* the same, from a JSON text kept elsewhere (a worker's cache) */
+
+ngx_int_t
+ngx_shinsei_db_view_text(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *text)
+{
+    return ngx_shinsei_db_view_merge(r, ctx,
+                                     cJSON_ParseWithLength((char *) text->data,
+                                                           text->len));
+}
+
+
+/* the members of json (then freed) go into the view */
+
+static ngx_int_t
+ngx_shinsei_db_view_merge(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    cJSON *json)
+{
+    cJSON  *item, *view;
 
     if (!cJSON_IsObject(json)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -11,6 +11,7 @@
 #include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_citizen_catalogue.h"
 #include "ngx_shinsei_purge.h"
 #include "ngx_shinsei_rekey.h"
 #include "ngx_shinsei_smtp.h"
@@ -715,6 +716,7 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
     ngx_shinsei_crypto_init_process(smcf);
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
+        || ngx_shinsei_catalogue_init_process(cycle) != NGX_OK
         || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK
         || ngx_shinsei_rekey_init_process(cycle, smcf) != NGX_OK
         || ngx_shinsei_tenant_init_process(cycle, smcf) != NGX_OK)
@@ -746,6 +748,7 @@ ngx_shinsei_exit_process(ngx_cycle_t *cycle)
     /* users first: the mail drainer holds transfers and queries */
 
     ngx_shinsei_mail_exit_process(cycle);
+    ngx_shinsei_catalogue_exit_process(cycle);
     ngx_shinsei_purge_exit_process(cycle);
     ngx_shinsei_rekey_exit_process(cycle);
     ngx_shinsei_pg_exit_process(cycle);

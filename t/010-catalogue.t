@@ -5,6 +5,7 @@ use utf8;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes qw(sleep time);
 use ShinseiTest;
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
@@ -80,17 +81,69 @@ $r = $t->browser->head('/procedures/koseki');
 is($r->{status}, 200, 'HEAD answers 200');
 is($r->{content} // '', '', 'without a body');
 
-# fees are data
+# --- the workers' copy of the pages' data (N-PERF-1) ----------------------
+
+# queries made by the worker, as /healthz counts them
+sub queries { $t->json($t->get('/healthz')->{content})->{counters}{queries} }
+
+# both pages once more: the first requests above may have come before the
+# worker's LISTEN connection was up, when nothing is kept
+is($t->get('/procedures/juminhyo')->{status}, 200, 'a procedure page');
+$t->get('/');
+my $q0 = queries();
+my $per_healthz = queries() - $q0;
+$q0 = queries();
+$t->get('/') for 1 .. 3;
+$t->get('/procedures/juminhyo') for 1 .. 3;
+is(queries() - $q0, $per_healthz,
+   'pages seen before are answered without a database query');
+
+# fees are data: a change reaches every worker by NOTIFY (sql/007)
 $t->psql("UPDATE fee_items SET amount = 350 WHERE city = 'katsuragi' "
          . "AND label = '住民票の写し'");
-like($t->get('/')->{text}, qr{住民票の写し</a>.*?手数料 1通 350円}s,
+like($t->get_until('/', qr{手数料 1通 350円})->{text},
+     qr{住民票の写し</a>.*?手数料 1通 350円}s,
      'a fee changed in the database shows at once (fees are data, not code)');
+like($t->get_until('/procedures/juminhyo', qr{350円})->{text},
+     qr{<td[^>]*>350円</td>}, 'on the procedure page too');
 $t->psql("UPDATE fee_items SET amount = 300 WHERE label = '住民票の写し'");
+like($t->get_until('/', qr{手数料 1通 300円})->{text},
+     qr{住民票の写し</a>.*?手数料 1通 300円}s, 'and back');
 
 $t->psql("UPDATE procedures SET published = false WHERE city = 'katsuragi' AND code = 'koka'");
-unlike($t->get('/')->{text}, qr{公課証明書}, 'an unpublished procedure leaves the catalogue');
+unlike($t->get_until('/', qr{公課証明書}, unlike => 1)->{text}, qr{公課証明書},
+       'an unpublished procedure leaves the catalogue');
 is($t->get('/procedures/koka')->{status}, 404, 'and its page');
 $t->psql("UPDATE procedures SET published = true WHERE code = 'koka'");
+like($t->get_until('/', qr{公課証明書})->{text}, qr{公課証明書},
+     'published again, it is back');
+
+# the LISTEN connection lost: a change made meanwhile, whose notification
+# nobody receives, still shows (the copy is not used while the connection
+# is down, and is emptied when it is back)
+is($t->psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            . " WHERE query LIKE 'LISTEN %' AND datname = current_database()"),
+   1, 'the LISTEN connection is cut');
+$t->psql("UPDATE fee_items SET amount = 360 WHERE label = '住民票の写し'");
+like($t->get_until('/', qr{手数料 1通 360円})->{text},
+     qr{住民票の写し</a>.*?手数料 1通 360円}s,
+     'a change made while it was down shows');
+
+# once the connection is back (it reconnects by itself), pages are kept
+# again, and changes arrive by NOTIFY again
+my ($kept, $back) = (0, time + 10);
+while (!$kept && time < $back) {
+    $t->get('/');
+    $q0 = queries();
+    $t->get('/') for 1 .. 3;
+    $kept = queries() - $q0 == $per_healthz;
+    sleep 0.2 unless $kept;
+}
+ok($kept, 'the LISTEN connection is back and the pages are kept again');
+$t->psql("UPDATE fee_items SET amount = 300 WHERE label = '住民票の写し'");
+like($t->get_until('/', qr{手数料 1通 300円})->{text},
+     qr{住民票の写し</a>.*?手数料 1通 300円}s,
+     'and a change reaches them by NOTIFY');
 
 # a second city on the same nginx: its own server {}, its own catalogue
 $t->psql(<<'SQL');

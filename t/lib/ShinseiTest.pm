@@ -418,6 +418,21 @@ sub get {
     return $self->browser(%opt)->get($path);
 }
 
+# get_until(PATH, RE, timeout => 3): GETs PATH until its text matches RE
+# (or not, with unlike => 1); returns the last response.  For what reaches
+# the workers asynchronously, such as a NOTIFY emptying their caches.
+sub get_until {
+    my ($self, $path, $re, %opt) = @_;
+    my $until = Time::HiRes::time() + ($opt{timeout} // 3);
+    while (1) {
+        my $r = $self->get($path, $opt{port} ? (port => $opt{port}) : ());
+        my $match = ($r->{text} // '') =~ $re;
+        return $r if $opt{unlike} ? !$match : $match;
+        return $r if Time::HiRes::time() >= $until;
+        Time::HiRes::sleep(0.02);
+    }
+}
+
 sub json {
     my ($self, $text) = @_;
     return JSON::PP->new->utf8->decode($text);
