@@ -15,7 +15,11 @@
  * empties every worker's cache.  While the LISTEN connection is down,
  * notifications can be lost, so nothing is taken from or put in the
  * cache then; when it is back, the cache starts empty.  A result is kept
- * only if no notification came between its query and its answer.
+ * only if no notification came between its query and its answer.  And a
+ * page is kept a minute at most: should the LISTEN connection die without
+ * the worker noticing (a firewall dropping it silently) or notifications
+ * never come (a pooler in transaction mode), a change still shows within
+ * the minute.
  */
 
 
@@ -28,12 +32,14 @@
 
 
 #define NGX_SHINSEI_CATALOGUE_CACHE  256      /* pages kept, at most */
+#define NGX_SHINSEI_CATALOGUE_TTL    60000    /* ms a page is kept */
 
 
 typedef struct {
     ngx_str_t                  city;
     ngx_str_t                  code;          /* empty: the catalogue */
     ngx_str_t                  json;
+    ngx_msec_t                 kept;          /* when */
 } ngx_shinsei_catalogue_page_t;
 
 
@@ -59,6 +65,7 @@ static void ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx,
     ngx_str_t *city, ngx_str_t *code, PGresult *res);
 static void ngx_shinsei_catalogue_changed(ngx_str_t *channel,
     ngx_str_t *payload, void *data);
+static void ngx_shinsei_catalogue_drop(ngx_uint_t i);
 static void ngx_shinsei_catalogue_empty(void);
 
 
@@ -161,12 +168,12 @@ static ngx_int_t
 ngx_shinsei_catalogue_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code,
-                               &ngx_shinsei_catalogue_none, res);
-
     if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code,
+                               &ngx_shinsei_catalogue_none, res);
 
     return ngx_shinsei_render(r, ctx, "catalogue", NGX_HTTP_OK);
 }
@@ -209,11 +216,11 @@ ngx_shinsei_procedure_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code, &ctx->params[0], res);
-
     if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code, &ctx->params[0], res);
 
     return ngx_shinsei_render(r, ctx, "procedure", NGX_HTTP_OK);
 }
@@ -258,6 +265,14 @@ ngx_shinsei_catalogue_cached(ngx_str_t *city, ngx_str_t *code)
             && ngx_strncmp(page[i].city.data, city->data, city->len) == 0
             && ngx_strncmp(page[i].code.data, code->data, code->len) == 0)
         {
+            if ((ngx_msec_int_t) (ngx_current_msec - page[i].kept)
+                >= NGX_SHINSEI_CATALOGUE_TTL)
+            {
+                /* too old: the answer to this query takes its place */
+                ngx_shinsei_catalogue_drop(i);
+                return NULL;
+            }
+
             return &page[i].json;
         }
     }
@@ -266,7 +281,10 @@ ngx_shinsei_catalogue_cached(ngx_str_t *city, ngx_str_t *code)
 }
 
 
-/* keeps the JSON of a page's data, if nothing changed since its query */
+/*
+ * keeps the JSON of a page's data (an object: db_view took it), if nothing
+ * changed since its query
+ */
 
 static void
 ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx, ngx_str_t *city,
@@ -310,6 +328,20 @@ ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx, ngx_str_t *city,
     page->json.data = p;
     page->json.len = len;
     ngx_memcpy(p, PQgetvalue(res, 0, 0), len);
+
+    page->kept = ngx_current_msec;
+}
+
+
+static void
+ngx_shinsei_catalogue_drop(ngx_uint_t i)
+{
+    ngx_shinsei_catalogue_cache_t  *cache;
+
+    cache = ngx_shinsei_catalogue_cache;
+
+    ngx_free(cache->pages[i].city.data);
+    cache->pages[i] = cache->pages[--cache->npages];
 }
 
 

@@ -470,9 +470,14 @@ ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
     *p = '\0';
 
     if (pool->nchannels > 1) {
-        /* the connection is being opened; it sends listen_sql when up */
+        /*
+         * still connecting, it sends the new listen_sql once up; past
+         * that, it starts again (it reconnects by itself)
+         */
 
-        if (pool->listener.state == NGX_SHINSEI_PG_CONN_LISTENING) {
+        if (pool->listener.state != NGX_SHINSEI_PG_CONN_FREE
+            && pool->listener.state != NGX_SHINSEI_PG_CONN_CONNECTING)
+        {
             ngx_shinsei_pg_close(&pool->listener);
         }
 
