@@ -83,19 +83,39 @@ is($r->{content} // '', '', 'without a body');
 
 # --- the workers' copy of the pages' data (N-PERF-1) ----------------------
 
-# queries made by the worker, as /healthz counts them
+# queries made by the worker, as /healthz counts them.  The worker's own
+# jobs (the re-encryption pass 10 s after start, the purge) query too, so
+# each figure is the least of three tries: a job's few queries cannot land
+# in all three, while a page that queries would show in every one.
 sub queries { $t->json($t->get('/healthz')->{content})->{counters}{queries} }
+
+sub least_queries {
+    my ($what) = @_;
+    my $least;
+    for (1 .. 3) {
+        my $q0 = queries();
+        $what->();
+        my $n = queries() - $q0;
+        $least = $n if !defined $least || $n < $least;
+    }
+    return $least;
+}
+
+my $per_healthz = least_queries(sub {});
+
+# the queries of 3 catalogue pages, beyond those of /healthz
+sub catalogue_queries {
+    return least_queries(sub { $t->get('/') for 1 .. 3 }) - $per_healthz;
+}
 
 # both pages once more: the first requests above may have come before the
 # worker's LISTEN connection was up, when nothing is kept
 is($t->get('/procedures/juminhyo')->{status}, 200, 'a procedure page');
 $t->get('/');
-my $q0 = queries();
-my $per_healthz = queries() - $q0;
-$q0 = queries();
-$t->get('/') for 1 .. 3;
-$t->get('/procedures/juminhyo') for 1 .. 3;
-is(queries() - $q0, $per_healthz,
+is(least_queries(sub {
+       $t->get('/') for 1 .. 3;
+       $t->get('/procedures/juminhyo') for 1 .. 3;
+   }) - $per_healthz, 0,
    'pages seen before are answered without a database query');
 
 # fees are data: a change reaches every worker by NOTIFY (sql/007)
@@ -140,9 +160,7 @@ like($t->get_until('/', qr{手数料 1通 360円})->{text},
 my ($kept, $back) = (0, time + 10);
 while (!$kept && time < $back) {
     $t->get('/');
-    $q0 = queries();
-    $t->get('/') for 1 .. 3;
-    $kept = queries() - $q0 == $per_healthz;
+    $kept = catalogue_queries() == 0;
     sleep 0.2 unless $kept;
 }
 ok($kept, 'the LISTEN connection is back and the pages are kept again');
@@ -159,9 +177,7 @@ $t->psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
 while (!$kept && time < $back) {
     sleep 0.2;
     $t->get('/');
-    $q0 = queries();
-    $t->get('/') for 1 .. 3;
-    $kept = queries() - $q0 == $per_healthz;
+    $kept = catalogue_queries() == 0;
 }
 ok($kept, 'the connection is back again');
 like($t->get('/')->{text}, qr{住民票の写し（未通知）},
