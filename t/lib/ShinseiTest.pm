@@ -418,12 +418,13 @@ sub get {
     return $self->browser(%opt)->get($path);
 }
 
-# get_until(PATH, RE, timeout => 3): GETs PATH until its text matches RE
+# get_until(PATH, RE, timeout => 10): GETs PATH until its text matches RE
 # (or not, with unlike => 1); returns the last response.  For what reaches
-# the workers asynchronously, such as a NOTIFY emptying their caches.
+# the workers asynchronously, such as a NOTIFY emptying their caches: on a
+# quiet machine within milliseconds; the timeout is for a loaded one.
 sub get_until {
     my ($self, $path, $re, %opt) = @_;
-    my $until = Time::HiRes::time() + ($opt{timeout} // 3);
+    my $until = Time::HiRes::time() + ($opt{timeout} // 10);
     while (1) {
         my $r = $self->get($path, $opt{port} ? (port => $opt{port}) : ());
         my $match = ($r->{text} // '') =~ $re;
