@@ -271,6 +271,9 @@ http {
     scgi_temp_path $d/tmp/scgi;
     client_body_buffer_size 64k;
     client_max_body_size 1m;
+    # a client that connects and sends nothing keeps a worker in graceful
+    # shutdown until this runs out; nginx's 60 s is longer than stop() waits
+    client_header_timeout 10s;
     shinsei_db "$db" pool=$self->{pool} $self->{db_opts};
     shinsei_templates $TOP/html/templates;
     shinsei_data_keys $d/data.keys;
