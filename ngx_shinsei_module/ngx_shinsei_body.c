@@ -10,6 +10,7 @@
 
 
 #include "ngx_shinsei_body.h"
+#include "ngx_shinsei_string.h"
 
 
 static ngx_int_t ngx_shinsei_body_urlencoded(ngx_http_request_t *r,
@@ -117,7 +118,7 @@ ngx_shinsei_body_parse(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
 
 ngx_str_t *
-ngx_shinsei_field(ngx_array_t *fields, const char *name)
+ngx_shinsei_body_field(ngx_array_t *fields, const char *name)
 {
     size_t                len;
     ngx_uint_t            i;
@@ -139,78 +140,6 @@ ngx_shinsei_field(ngx_array_t *fields, const char *name)
     }
 
     return NULL;
-}
-
-
-/*
- * UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates,
- * nothing above U+10FFFF.  NUL and the other C0 controls but TAB, LF
- * and CR are refused as well: no form field needs them.
- */
-
-ngx_int_t
-ngx_shinsei_utf8_valid(u_char *p, size_t len)
-{
-    u_char  *last, c;
-
-    last = p + len;
-
-    while (p < last) {
-        c = *p;
-
-        if (c < 0x80) {
-            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-                return NGX_ERROR;
-            }
-
-            if (c == 0x7f) {
-                return NGX_ERROR;
-            }
-
-            p++;
-            continue;
-        }
-
-        if (c >= 0xc2 && c <= 0xdf) {
-            if (last - p < 2 || (p[1] & 0xc0) != 0x80) {
-                return NGX_ERROR;
-            }
-
-            p += 2;
-            continue;
-        }
-
-        if (c >= 0xe0 && c <= 0xef) {
-            if (last - p < 3
-                || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80
-                || (c == 0xe0 && p[1] < 0xa0)
-                || (c == 0xed && p[1] > 0x9f))
-            {
-                return NGX_ERROR;
-            }
-
-            p += 3;
-            continue;
-        }
-
-        if (c >= 0xf0 && c <= 0xf4) {
-            if (last - p < 4
-                || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80
-                || (p[3] & 0xc0) != 0x80
-                || (c == 0xf0 && p[1] < 0x90)
-                || (c == 0xf4 && p[1] > 0x8f))
-            {
-                return NGX_ERROR;
-            }
-
-            p += 4;
-            continue;
-        }
-
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -258,8 +187,10 @@ ngx_shinsei_body_urlencoded(ngx_http_request_t *r, ngx_array_t *fields,
         }
 
         if (f->name.len == 0 || f->name.len > NGX_SHINSEI_MAX_NAME
-            || ngx_shinsei_utf8_valid(f->name.data, f->name.len) != NGX_OK
-            || ngx_shinsei_utf8_valid(f->value.data, f->value.len) != NGX_OK)
+            || ngx_shinsei_string_utf8_valid(f->name.data, f->name.len)
+               != NGX_OK
+            || ngx_shinsei_string_utf8_valid(f->value.data, f->value.len)
+               != NGX_OK)
         {
             return NGX_HTTP_BAD_REQUEST;
         }
@@ -368,7 +299,8 @@ ngx_shinsei_body_multipart(ngx_http_request_t *r, ngx_array_t *fields,
         f->value.len = end - p;
 
         if (f->filename.data == NULL
-            && ngx_shinsei_utf8_valid(f->value.data, f->value.len) != NGX_OK)
+            && ngx_shinsei_string_utf8_valid(f->value.data, f->value.len)
+               != NGX_OK)
         {
             return NGX_HTTP_BAD_REQUEST;
         }
@@ -445,9 +377,9 @@ ngx_shinsei_body_part_headers(ngx_http_request_t *r, ngx_shinsei_field_t *f,
     }
 
     if (f->name.len == 0 || f->name.len > NGX_SHINSEI_MAX_NAME
-        || ngx_shinsei_utf8_valid(f->name.data, f->name.len) != NGX_OK
+        || ngx_shinsei_string_utf8_valid(f->name.data, f->name.len) != NGX_OK
         || (f->filename.len
-            && ngx_shinsei_utf8_valid(f->filename.data, f->filename.len)
+            && ngx_shinsei_string_utf8_valid(f->filename.data, f->filename.len)
                != NGX_OK))
     {
         return NGX_HTTP_BAD_REQUEST;

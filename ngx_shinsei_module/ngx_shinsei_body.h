@@ -19,8 +19,7 @@ ngx_int_t ngx_shinsei_body_parse_args(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 ngx_int_t ngx_shinsei_body_parse(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
-ngx_str_t *ngx_shinsei_field(ngx_array_t *fields, const char *name);
-ngx_int_t ngx_shinsei_utf8_valid(u_char *p, size_t len);
+ngx_str_t *ngx_shinsei_body_field(ngx_array_t *fields, const char *name);
 
 
 #endif /* _NGX_SHINSEI_BODY_H_INCLUDED_ */

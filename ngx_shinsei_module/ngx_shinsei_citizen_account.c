@@ -11,9 +11,9 @@
 #include "ngx_shinsei_body.h"
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
-#include "ngx_shinsei_tenant.h"
 
 
 #define NGX_SHINSEI_FAILURES          5
@@ -26,6 +26,47 @@ static const char  ngx_shinsei_account_msg_paused[] =
     "%ui分ほど待ってから、もう一度お試しください。"
     "パスワードを忘れた場合は、"
     "パスワードを再発行してください。";
+
+
+/*
+ * The session statement of the residents' site (ngx_shinsei_session.c
+ * names its parameters and columns).  A live session is touched at most
+ * once a minute; the profile holds what the pages show of the resident,
+ * still encrypted, and is what the session cache keeps.
+ */
+
+ngx_shinsei_pg_stmt_t  ngx_shinsei_account_session_stmt =
+    ngx_shinsei_pg_stmt(
+    "WITH old AS ("
+    "  SELECT s.id_hash, s.citizen_id, s.auth_level, s.created_at,"
+    "         s.last_seen_at,"
+    "         s.last_seen_at > now() - make_interval(secs => $3::int)"
+    "         AND s.created_at > now() - make_interval(secs => $4::int)"
+    "         AS live"
+    "  FROM sessions s"
+    "  WHERE s.id_hash = decode($1, 'hex') AND s.city = $2"
+    "  AND s.kind = 'citizen'"
+    "), touch AS ("
+    "  UPDATE sessions s SET last_seen_at = now()"
+    "  FROM old WHERE s.id_hash = old.id_hash AND old.live"
+    "  AND s.last_seen_at < now() - interval '60 seconds'"
+    "), fresh AS ("
+    "  INSERT INTO sessions (id_hash, city, kind)"
+    "  SELECT decode($5, 'hex'), $2, 'citizen'"
+    "  WHERE $5 <> '' AND NOT EXISTS (SELECT 1 FROM old WHERE live)"
+    "  RETURNING 1"
+    ")"
+    " SELECT coalesce(o.live, false), o.citizen_id,"
+    " coalesce(o.auth_level, 0),"
+    " extract(epoch FROM o.created_at)::bigint,"
+    " extract(epoch FROM o.last_seen_at)::bigint,"
+    " (SELECT json_build_object('name_enc', c.name_enc,"
+    "   'email_enc', c.email_enc, 'name_kana_enc', c.name_kana_enc,"
+    "   'since', to_char(c.created_at AT TIME ZONE 'Asia/Tokyo',"
+    "    'YYYY\"年\"FMMM\"月\"FMDD\"日\"'))"
+    "  FROM citizens c WHERE c.id = o.citizen_id AND c.city = $2),"
+    " EXISTS (SELECT 1 FROM fresh)"
+    " FROM (SELECT 1) one LEFT JOIN old o ON o.live");
 
 
 /* the failure that starts the pause: the owner is told, once a window */
@@ -53,12 +94,12 @@ const char  ngx_shinsei_hint_new_password[] =
  * The pause after repeated failures (login_attempt() in SQL decides it,
  * for addresses with and without an account alike): res holds, from
  * column col, the seconds of pause left and the failures before this
- * attempt.  NGX_DECLINED: paused, and the form says so.
+ * attempt (into *seen).  NGX_DECLINED: paused, and the form says so.
  */
 
 ngx_int_t
 ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res, int col)
+    PGresult *res, int col, ngx_uint_t *seen)
 {
     u_char     *msg;
     ngx_int_t   paused, failures;
@@ -72,7 +113,7 @@ ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    ctx->failures = failures;
+    *seen = failures;
 
     if (paused == 0) {
         return NGX_OK;
@@ -100,13 +141,14 @@ ngx_shinsei_account_paused(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
 
 /*
- * A wrong password: already counted by login_attempt(); the failure that
- * starts the pause of an account tells its owner by mail.
+ * A wrong password: already counted by login_attempt(), after seen
+ * others; the failure that starts the pause of an account tells its
+ * owner by mail.
  */
 
 ngx_int_t
 ngx_shinsei_account_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    ngx_str_t *id, ngx_str_t *email, ngx_str_t *name,
+    ngx_uint_t seen, ngx_str_t *id, ngx_str_t *email, ngx_str_t *name,
     ngx_shinsei_db_done_pt done)
 {
     cJSON      *vars;
@@ -121,7 +163,7 @@ ngx_shinsei_account_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                   ngx_shinsei_log_prefix "wrong password for citizen %V",
                   id);
 
-    if (ctx->failures + 1 != NGX_SHINSEI_FAILURES) {
+    if (seen + 1 != NGX_SHINSEI_FAILURES) {
         return done(r, ctx, NULL);
     }
 
@@ -164,7 +206,7 @@ ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
     }
 
     if (name && cJSON_AddStringToObject(vars, "name",
-                                        ngx_shinsei_cstr(r->pool, name))
+                                        ngx_shinsei_string_cstr(r->pool, name))
                 == NULL)
     {
         goto failed;
@@ -219,8 +261,9 @@ ngx_shinsei_account_token(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     u_char     *p;
     ngx_str_t  *t;
 
-    t = ngx_shinsei_field(r->method == NGX_HTTP_POST ? ctx->form : ctx->args,
-                          "t");
+    t = ngx_shinsei_body_field(r->method == NGX_HTTP_POST ? ctx->form
+                                                          : ctx->args,
+                               "t");
 
     if (t == NULL || t->len != NGX_SHINSEI_TOKEN_LEN) {
         return NULL;
@@ -233,8 +276,6 @@ ngx_shinsei_account_token(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
             return NULL;
         }
     }
-
-    ctx->token = *t;
 
     return t;
 }
@@ -260,7 +301,7 @@ ngx_shinsei_account_token_query(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     p[0] = ctx->tenant->code;
 
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+    if (ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -277,10 +318,12 @@ ngx_int_t
 ngx_shinsei_account_token_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *page, const char *state, ngx_shinsei_field_def_t *defs)
 {
-    u_char  key[32];
-    cJSON  *view;
+    u_char      key[32];
+    char       *t;
+    cJSON      *view;
+    ngx_str_t  *token;
 
-    view = ngx_shinsei_view(r, ctx);
+    view = ngx_shinsei_response_view(r, ctx);
     if (view == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -291,21 +334,23 @@ ngx_shinsei_account_token_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_strcmp(state, "ok") == 0 && ctx->token.len
-        && cJSON_AddStringToObject(view, "t",
-                                   ngx_shinsei_cstr(r->pool, &ctx->token))
-           == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (ngx_strcmp(state, "ok") == 0 && token) {
+        t = ngx_shinsei_string_cstr(r->pool, token);
+
+        if (t == NULL || cJSON_AddStringToObject(view, "t", t) == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (ngx_strcmp(state, "ok") != 0) {
-        return ngx_shinsei_render(r, ctx, page, NGX_HTTP_NOT_FOUND);
+        return ngx_shinsei_response_render(r, ctx, page, NGX_HTTP_NOT_FOUND);
     }
 
     if (defs) {
         return ngx_shinsei_form_render(r, ctx, defs, page, 0);
     }
 
-    return ngx_shinsei_render(r, ctx, page, NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, page, NGX_HTTP_OK);
 }

@@ -46,11 +46,14 @@ extern const char  ngx_shinsei_hint_name_kana[];
 extern const char  ngx_shinsei_hint_new_password[];
 
 
+extern ngx_shinsei_pg_stmt_t  ngx_shinsei_account_session_stmt;
+
+
 ngx_int_t ngx_shinsei_account_paused(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, PGresult *res, int col);
+    ngx_shinsei_ctx_t *ctx, PGresult *res, int col, ngx_uint_t *seen);
 ngx_int_t ngx_shinsei_account_failed(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, ngx_str_t *id, ngx_str_t *email,
-    ngx_str_t *name, ngx_shinsei_db_done_pt done);
+    ngx_shinsei_ctx_t *ctx, ngx_uint_t seen, ngx_str_t *id,
+    ngx_str_t *email, ngx_str_t *name, ngx_shinsei_db_done_pt done);
 cJSON *ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
     const char *path, ngx_str_t *token);
 ngx_str_t *ngx_shinsei_account_token(ngx_http_request_t *r,

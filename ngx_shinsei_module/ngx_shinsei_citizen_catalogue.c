@@ -25,9 +25,9 @@
 
 #include "ngx_shinsei_citizen_catalogue.h"
 #include "ngx_shinsei_db.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_router.h"
-#include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_pg.h"
 
 
@@ -58,6 +58,8 @@ static ngx_int_t ngx_shinsei_procedure(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_procedure_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_catalogue_note_gen(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
 static ngx_uint_t ngx_shinsei_catalogue_code_valid(ngx_str_t *code);
 static ngx_str_t *ngx_shinsei_catalogue_cached(ngx_str_t *city,
     ngx_str_t *code);
@@ -149,14 +151,16 @@ ngx_shinsei_catalogue(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
                                         &ngx_shinsei_catalogue_none);
 
     if (json) {
-        if (ngx_shinsei_db_view_text(r, ctx, json) != NGX_OK) {
+        if (ngx_shinsei_response_view_text(r, ctx, json) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_render(r, ctx, "catalogue", NGX_HTTP_OK);
+        return ngx_shinsei_response_render(r, ctx, "catalogue", NGX_HTTP_OK);
     }
 
-    ctx->cache_gen = ngx_shinsei_catalogue_cache->gen;
+    if (ngx_shinsei_catalogue_note_gen(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     return ngx_shinsei_db_query(r, &ngx_shinsei_catalogue_stmt,
                                 &ctx->tenant->code, 1,
@@ -168,14 +172,16 @@ static ngx_int_t
 ngx_shinsei_catalogue_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
+    if (ngx_shinsei_response_view_json(r, ctx, ngx_shinsei_db_json(res, 0, 0))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code,
                                &ngx_shinsei_catalogue_none, res);
 
-    return ngx_shinsei_render(r, ctx, "catalogue", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "catalogue", NGX_HTTP_OK);
 }
 
 
@@ -191,14 +197,16 @@ ngx_shinsei_procedure(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     json = ngx_shinsei_catalogue_cached(&ctx->tenant->code, &ctx->params[0]);
 
     if (json) {
-        if (ngx_shinsei_db_view_text(r, ctx, json) != NGX_OK) {
+        if (ngx_shinsei_response_view_text(r, ctx, json) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_render(r, ctx, "procedure", NGX_HTTP_OK);
+        return ngx_shinsei_response_render(r, ctx, "procedure", NGX_HTTP_OK);
     }
 
-    ctx->cache_gen = ngx_shinsei_catalogue_cache->gen;
+    if (ngx_shinsei_catalogue_note_gen(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     params[0] = ctx->tenant->code;
     params[1] = ctx->params[0];
@@ -216,13 +224,34 @@ ngx_shinsei_procedure_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_NOT_FOUND;
     }
 
-    if (ngx_shinsei_db_view(r, ctx, res) != NGX_OK) {
+    if (ngx_shinsei_response_view_json(r, ctx, ngx_shinsei_db_json(res, 0, 0))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_shinsei_catalogue_keep(ctx, &ctx->tenant->code, &ctx->params[0], res);
 
-    return ngx_shinsei_render(r, ctx, "procedure", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "procedure", NGX_HTTP_OK);
+}
+
+
+/* the notifications seen before the query (ctx->data), for keep() */
+
+static ngx_int_t
+ngx_shinsei_catalogue_note_gen(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_uint_t  *gen;
+
+    gen = ngx_palloc(r->pool, sizeof(ngx_uint_t));
+    if (gen == NULL) {
+        return NGX_ERROR;
+    }
+
+    *gen = ngx_shinsei_catalogue_cache->gen;
+    ctx->data = gen;
+
+    return NGX_OK;
 }
 
 
@@ -282,8 +311,8 @@ ngx_shinsei_catalogue_cached(ngx_str_t *city, ngx_str_t *code)
 
 
 /*
- * keeps the JSON of a page's data (an object: db_view took it), if nothing
- * changed since its query
+ * keeps the JSON of a page's data (an object: the view took it), if
+ * nothing changed since its query
  */
 
 static void
@@ -297,7 +326,7 @@ ngx_shinsei_catalogue_keep(ngx_shinsei_ctx_t *ctx, ngx_str_t *city,
 
     cache = ngx_shinsei_catalogue_cache;
 
-    if (ctx->cache_gen != cache->gen
+    if (*(ngx_uint_t *) ctx->data != cache->gen
         || !ngx_shinsei_pg_listening()
         || cache->npages == NGX_SHINSEI_CATALOGUE_CACHE
         || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)

@@ -18,11 +18,11 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_router.h"
 #include "ngx_shinsei_session.h"
-#include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_citizen_account.h"
 
 
@@ -30,6 +30,7 @@ typedef struct {
     ngx_str_t                  id;
     ngx_str_t                  name;
     ngx_str_t                  index;        /* of the address, hex */
+    ngx_uint_t                 failures;     /* before this attempt */
     unsigned                   exists:1;
     unsigned                   verified:1;
 } ngx_shinsei_login_t;
@@ -147,8 +148,9 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_ok_stmt =
     "  WHERE city = $1 AND email_index = decode($6, 'hex')),"
     " up AS (UPDATE citizens SET password_hash = $5, updated_at = now()"
     "  WHERE id = $2::bigint AND city = $1 AND $5 <> '')"
-    " INSERT INTO sessions (id_hash, city, citizen_id, authenticated_at)"
-    " VALUES (decode($4, 'hex'), $1, $2::bigint, now())");
+    " INSERT INTO sessions (id_hash, city, kind, citizen_id, auth_level,"
+    "  authenticated_at)"
+    " VALUES (decode($4, 'hex'), $1, 'citizen', $2::bigint, 1, now())");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_logout_stmt =
@@ -162,16 +164,16 @@ ngx_shinsei_login_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     cJSON      *view;
     ngx_str_t  *next;
 
-    next = ngx_shinsei_field(r->method == NGX_HTTP_POST ? ctx->form
-                                                         : ctx->args,
-                             "next");
+    next = ngx_shinsei_body_field(r->method == NGX_HTTP_POST ? ctx->form
+                                                              : ctx->args,
+                                  "next");
 
     if (next && ngx_shinsei_form_safe_path(next) == NGX_OK) {
-        view = ngx_shinsei_view(r, ctx);
+        view = ngx_shinsei_response_view(r, ctx);
 
         if (view == NULL
             || cJSON_AddStringToObject(view, "next",
-                                       ngx_shinsei_cstr(r->pool, next))
+                                       ngx_shinsei_string_cstr(r->pool, next))
                == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -207,9 +209,9 @@ ngx_shinsei_login_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
     ctx->data = lg;
 
-    if (ngx_shinsei_blind_index(r->pool,
-                                ngx_shinsei_form_value(ctx, "email"),
-                                &lg->index)
+    if (ngx_shinsei_crypto_blind_index(r->pool,
+                                       ngx_shinsei_form_value(ctx, "email"),
+                                       &lg->index)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -228,14 +230,15 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     ngx_int_t             rc;
-    ngx_str_t             stored;
+    ngx_str_t             stored, *password;
     ngx_shinsei_login_t  *lg;
 
     lg = ctx->data;
+    password = ngx_shinsei_form_value(ctx, "password");
 
     /* the same answer, paused or not, with or without an account */
 
-    rc = ngx_shinsei_account_paused(r, ctx, res, 0);
+    rc = ngx_shinsei_account_paused(r, ctx, res, 0, &lg->failures);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -247,9 +250,8 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     if (PQgetisnull(res, 0, 2)) {
         /* no such account: the same hashing, then the same answer */
-        return ngx_shinsei_password_verify(r,
-                                  ngx_shinsei_form_value(ctx, "password"),
-                                  NULL, ngx_shinsei_login_checked);
+        return ngx_shinsei_crypto_password_verify(r, password, NULL,
+                                                  ngx_shinsei_login_checked);
     }
 
     lg->exists = 1;
@@ -262,9 +264,8 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_shinsei_password_verify(r,
-                                       ngx_shinsei_form_value(ctx, "password"),
-                                       &stored, ngx_shinsei_login_checked);
+    return ngx_shinsei_crypto_password_verify(r, password, &stored,
+                                              ngx_shinsei_login_checked);
 }
 
 
@@ -284,14 +285,15 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     if (!pw->verified) {
 
-        return ngx_shinsei_account_failed(r, ctx, &lg->id, email, &lg->name,
+        return ngx_shinsei_account_failed(r, ctx, lg->failures, &lg->id,
+                                          email, &lg->name,
                                           ngx_shinsei_login_failed);
     }
 
     if (!lg->verified) {
         /* the right password, an address never confirmed: mail again */
 
-        if (ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK) {
+        if (ngx_shinsei_crypto_token(r->pool, &token, &p[2]) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -365,11 +367,11 @@ ngx_shinsei_login_ok(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 static ngx_int_t
 ngx_shinsei_logout_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    if (ctx->session.citizen_id == 0) {
-        return ngx_shinsei_redirect_to(r, ctx, "/login");
+    if (ctx->session.user_id == 0) {
+        return ngx_shinsei_response_redirect_to(r, "/login");
     }
 
-    return ngx_shinsei_render(r, ctx, "logout", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "logout", NGX_HTTP_OK);
 }
 
 
@@ -393,7 +395,7 @@ static ngx_int_t
 ngx_shinsei_logout_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    return ngx_shinsei_redirect_to(r, ctx, "/login?m=logged_out");
+    return ngx_shinsei_response_redirect_to(r, "/login?m=logged_out");
 }
 
 
@@ -407,8 +409,8 @@ ngx_shinsei_login_next(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     next = ngx_shinsei_form_value(ctx, "next");
 
     if (next && ngx_shinsei_form_safe_path(next) == NGX_OK) {
-        return ngx_shinsei_redirect(r, ctx, next);
+        return ngx_shinsei_response_redirect(r, next);
     }
 
-    return ngx_shinsei_redirect_to(r, ctx, "/mypage");
+    return ngx_shinsei_response_redirect_to(r, "/mypage");
 }

@@ -14,11 +14,11 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_router.h"
 #include "ngx_shinsei_session.h"
-#include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_citizen_account.h"
 
 
@@ -34,17 +34,17 @@ typedef struct {
     ngx_shinsei_handler_pt       form;       /* shows the form again */
     ngx_shinsei_mypage_step_pt   next;       /* the change itself */
     const char                  *done;       /* where to go after */
+    int                          forget;     /* the sessions it changed */
+
+    /* of one request: a copy */
+    ngx_uint_t                   failures;   /* before this attempt */
 } ngx_shinsei_mypage_t;
 
 
 static ngx_int_t ngx_shinsei_mypage(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
-static ngx_int_t ngx_shinsei_mypage_loaded(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_name_form(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
-static ngx_int_t ngx_shinsei_name_loaded(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_name_page(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_name_post(ngx_http_request_t *r,
@@ -176,22 +176,22 @@ static ngx_shinsei_field_def_t  ngx_shinsei_delete_fields[] = {
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_password = {
     ngx_shinsei_password_fields, ngx_shinsei_password_form,
-    ngx_shinsei_password_change, "/mypage?m=password_changed"
+    ngx_shinsei_password_change, "/mypage?m=password_changed", 1, 0
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_email = {
     ngx_shinsei_email_fields, ngx_shinsei_email_form,
-    ngx_shinsei_email_change, "/mypage/email/sent"
+    ngx_shinsei_email_change, "/mypage/email/sent", -1, 0
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_delete = {
     ngx_shinsei_delete_fields, ngx_shinsei_delete_form,
-    ngx_shinsei_delete_account, "/goodbye"
+    ngx_shinsei_delete_account, "/goodbye", 1, 0
 };
 
 static ngx_shinsei_mypage_t  ngx_shinsei_mypage_name = {
     ngx_shinsei_name_fields, ngx_shinsei_name_page,
-    NULL, "/mypage?m=name_changed"
+    NULL, "/mypage?m=name_changed", 0, 0
 };
 
 
@@ -203,17 +203,18 @@ static const char  ngx_shinsei_mypage_msg_wrong_password[] =
     "現在のパスワードが正しくありません";
 
 
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_mypage_stmt =
-    ngx_shinsei_pg_stmt(
-    "SELECT name_kana_enc, to_char(created_at AT TIME ZONE 'Asia/Tokyo',"
-    " 'YYYY\"年\"FMMM\"月\"FMDD\"日\"')"
-    " FROM citizens WHERE id = $1::bigint AND city = $2");
-
+/*
+ * A change of what the sessions of the account show answers their
+ * hashes: forgotten by the session cache at once (the NOTIFY of sql/008
+ * tells the other workers and nodes).
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_name_stmt =
     ngx_shinsei_pg_stmt(
     "UPDATE citizens SET name_enc = $3, name_kana_enc = $4,"
-    " updated_at = now() WHERE id = $1::bigint AND city = $2");
+    " updated_at = now() WHERE id = $1::bigint AND city = $2"
+    " RETURNING (SELECT string_agg(encode(id_hash, 'hex'), ' ')"
+    "  FROM sessions WHERE citizen_id = $1::bigint)");
 
 
 /* the hash, and the failures of the last 15 minutes as at the login */
@@ -236,14 +237,15 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_password_stmt =
     "WITH up AS (UPDATE citizens SET password_hash = $3, updated_at = now()"
     "  WHERE id = $1::bigint AND city = $2 RETURNING id, email_index),"
     " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)"
-    "  AND id_hash <> decode($4, 'hex')),"
+    "  AND id_hash <> decode($4, 'hex') RETURNING id_hash),"
     " t AS (UPDATE tokens SET used_at = now()"
     "  WHERE citizen_id IN (SELECT id FROM up)"
     "  AND kind IN ('reset', 'email') AND used_at IS NULL),"
     " f AS (DELETE FROM login_failures WHERE city = $2"
     "  AND email_index IN (SELECT email_index FROM up))"
     " SELECT enqueue_mail($2, 'password_changed:' || $1 || ':'"
-    " || extract(epoch FROM now())::bigint, $5::jsonb) FROM up");
+    " || extract(epoch FROM now())::bigint, $5::jsonb),"
+    " (SELECT string_agg(encode(id_hash, 'hex'), ' ') FROM s) FROM up");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_stmt =
@@ -267,94 +269,73 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_state_stmt =
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_confirm_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT change_email($1, decode($2, 'hex'))");
+    "WITH c AS (SELECT change_email($1, decode($2, 'hex')) AS status)"
+    " SELECT c.status, (SELECT string_agg(encode(s.id_hash, 'hex'), ' ')"
+    "  FROM tokens t JOIN sessions s ON s.citizen_id = t.citizen_id"
+    "  WHERE t.city = $1 AND t.kind = 'email'"
+    "  AND t.token_hash = decode($2, 'hex'))"
+    " FROM c");
 
 
 /* the rows of the account go with it: sessions, tokens (cascade) */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_delete_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH d AS (DELETE FROM citizens WHERE id = $1::bigint AND city = $2"
+    "WITH gone AS (SELECT string_agg(encode(id_hash, 'hex'), ' ') AS hashes"
+    "  FROM sessions WHERE citizen_id = $1::bigint AND city = $2),"
+    " d AS (DELETE FROM citizens WHERE id = $1::bigint AND city = $2"
     "  RETURNING id, email_index),"
     " f AS (DELETE FROM login_failures WHERE city = $2"
     "  AND email_index IN (SELECT email_index FROM d))"
-    " SELECT enqueue_mail($2, 'goodbye:' || id, $3::jsonb) FROM d");
+    " SELECT enqueue_mail($2, 'goodbye:' || id, $3::jsonb),"
+    " (SELECT hashes FROM gone) FROM d");
 
+
+/* what the page shows came with the session: no query of its own */
 
 static ngx_int_t
 ngx_shinsei_mypage(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t  p[2];
-
-    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_mypage_stmt, p, 2,
-                                ngx_shinsei_mypage_loaded, 0);
-}
-
-
-static ngx_int_t
-ngx_shinsei_mypage_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res)
-{
+    char       *name, *kana, *email, *since;
     cJSON      *view;
-    ngx_str_t   kana, since;
+    ngx_str_t   k, d;
 
-    if (PQntuples(res) == 0
-        || ngx_shinsei_db_decrypt(r, res, 0, 0, "name_kana", &kana) != NGX_OK
-        || ngx_shinsei_db_value(r, res, 0, 1, &since) != NGX_OK)
+    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc", "name_kana", &k)
+        != NGX_OK
+        || ngx_shinsei_session_profile(r, ctx, "since", NULL, &d) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    view = ngx_shinsei_view(r, ctx);
+    view = ngx_shinsei_response_view(r, ctx);
 
-    if (view == NULL
-        || cJSON_AddStringToObject(view, "name",
-                                   ngx_shinsei_cstr(r->pool,
-                                                    &ctx->session.name))
-           == NULL
-        || cJSON_AddStringToObject(view, "name_kana",
-                                   ngx_shinsei_cstr(r->pool, &kana)) == NULL
-        || cJSON_AddStringToObject(view, "email",
-                                   ngx_shinsei_cstr(r->pool,
-                                                    &ctx->session.email))
-           == NULL
-        || cJSON_AddStringToObject(view, "since",
-                                   ngx_shinsei_cstr(r->pool, &since))
-           == NULL)
+    name = ngx_shinsei_string_cstr(r->pool, &ctx->session.name);
+    kana = ngx_shinsei_string_cstr(r->pool, &k);
+    email = ngx_shinsei_string_cstr(r->pool, &ctx->session.email);
+    since = ngx_shinsei_string_cstr(r->pool, &d);
+
+    if (view == NULL || name == NULL || kana == NULL || email == NULL
+        || since == NULL
+        || cJSON_AddStringToObject(view, "name", name) == NULL
+        || cJSON_AddStringToObject(view, "name_kana", kana) == NULL
+        || cJSON_AddStringToObject(view, "email", email) == NULL
+        || cJSON_AddStringToObject(view, "since", since) == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_shinsei_render(r, ctx, "mypage", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "mypage", NGX_HTTP_OK);
 }
 
 
 static ngx_int_t
 ngx_shinsei_name_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t  p[2];
-
-    if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_mypage_stmt, p, 2,
-                                ngx_shinsei_name_loaded, 0);
-}
-
-
-static ngx_int_t
-ngx_shinsei_name_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res)
-{
     ngx_str_t  kana;
 
-    if (PQntuples(res) == 0
-        || ngx_shinsei_db_decrypt(r, res, 0, 0, "name_kana", &kana) != NGX_OK
+    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc", "name_kana",
+                                    &kana)
+        != NGX_OK
         || ngx_shinsei_form_set(r, ctx, "name", &ctx->session.name) != NGX_OK
         || ngx_shinsei_form_set(r, ctx, "name_kana", &kana) != NGX_OK)
     {
@@ -376,8 +357,8 @@ ngx_shinsei_name_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_name_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-    ngx_str_t  p[4];
+    ngx_int_t   rc;
+    ngx_str_t   p[4], *name, *kana;
 
     rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_name_fields);
 
@@ -389,12 +370,13 @@ ngx_shinsei_name_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return ngx_shinsei_name_page(r, ctx);
     }
 
+    name = ngx_shinsei_form_value(ctx, "name");
+    kana = ngx_shinsei_form_value(ctx, "name_kana");
+
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool, ngx_shinsei_form_value(ctx, "name"),
-                               "name", &p[2]) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool,
-                               ngx_shinsei_form_value(ctx, "name_kana"),
-                               "name_kana", &p[3]) != NGX_OK)
+        || ngx_shinsei_crypto_encrypt(r->pool, name, "name", &p[2]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, kana, "name_kana", &p[3])
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -424,9 +406,12 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_password_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_password_hash(r,
-                                     ngx_shinsei_form_value(ctx, "password"),
-                                     ngx_shinsei_password_hashed);
+    ngx_str_t  *password;
+
+    password = ngx_shinsei_form_value(ctx, "password");
+
+    return ngx_shinsei_crypto_password_hash(r, password,
+                                            ngx_shinsei_password_hashed);
 }
 
 
@@ -438,7 +423,7 @@ ngx_shinsei_password_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_str_t   p[5];
 
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
-        || ngx_shinsei_token_hash(r->pool, &ctx->session.id, &p[3])
+        || ngx_shinsei_crypto_token_hash(r->pool, &ctx->session.id, &p[3])
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -465,12 +450,12 @@ ngx_shinsei_email_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     cJSON  *view;
 
-    view = ngx_shinsei_view(r, ctx);
+    view = ngx_shinsei_response_view(r, ctx);
 
     if (view == NULL
         || cJSON_AddStringToObject(view, "current_email",
-                                   ngx_shinsei_cstr(r->pool,
-                                                    &ctx->session.email))
+                                   ngx_shinsei_string_cstr(r->pool,
+                                                           &ctx->session.email))
            == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -497,9 +482,9 @@ ngx_shinsei_email_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     email = ngx_shinsei_form_value(ctx, "email");
 
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
-        || ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool, email, "email", &p[3]) != NGX_OK
-        || ngx_shinsei_blind_index(r->pool, email, &p[4]) != NGX_OK)
+        || ngx_shinsei_crypto_token(r->pool, &token, &p[2]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, email, "email", &p[3]) != NGX_OK
+        || ngx_shinsei_crypto_blind_index(r->pool, email, &p[4]) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -531,7 +516,8 @@ ngx_shinsei_email_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_email_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_render(r, ctx, "mypage_email_sent", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "mypage_email_sent",
+                                       NGX_HTTP_OK);
 }
 
 
@@ -575,13 +561,15 @@ ngx_shinsei_email_confirmed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                                               status, NULL);
     }
 
+    ngx_shinsei_session_forget(res, 0, 1);
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   ngx_shinsei_log_prefix "e-mail address changed by mail "
                   "link");
 
-    return ngx_shinsei_redirect_to(r, ctx, ctx->session.citizen_id
-                                           ? "/mypage?m=email_changed"
-                                           : "/login?m=email_changed");
+    return ngx_shinsei_response_redirect_to(r, ctx->session.user_id
+                                                    ? "/mypage?m=email_changed"
+                                                    : "/login?m=email_changed");
 }
 
 
@@ -639,7 +627,7 @@ ngx_shinsei_delete_account(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_goodbye(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_render(r, ctx, "goodbye", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "goodbye", NGX_HTTP_OK);
 }
 
 
@@ -652,10 +640,17 @@ static ngx_int_t
 ngx_shinsei_mypage_reauth(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_mypage_t *mp)
 {
-    ngx_int_t   rc;
-    ngx_str_t   p[2], *email;
+    ngx_int_t              rc;
+    ngx_str_t              p[2], *email;
+    ngx_shinsei_mypage_t  *copy;
 
-    ctx->data = mp;
+    copy = ngx_palloc(r->pool, sizeof(ngx_shinsei_mypage_t));
+    if (copy == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *copy = *mp;
+    ctx->data = copy;
 
     rc = ngx_shinsei_form_check(r, ctx, mp->defs);
 
@@ -697,7 +692,7 @@ ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     ngx_int_t              rc;
-    ngx_str_t              stored;
+    ngx_str_t              stored, *current;
     ngx_shinsei_mypage_t  *mp;
 
     mp = ctx->data;
@@ -708,7 +703,7 @@ ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     /* a stolen session cannot guess the password here either */
 
-    rc = ngx_shinsei_account_paused(r, ctx, res, 0);
+    rc = ngx_shinsei_account_paused(r, ctx, res, 0, &mp->failures);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -718,9 +713,10 @@ ngx_shinsei_mypage_hash_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return mp->form(r, ctx);
     }
 
-    return ngx_shinsei_password_verify(r,
-                              ngx_shinsei_form_value(ctx, "current_password"),
-                              &stored, ngx_shinsei_mypage_reauthed);
+    current = ngx_shinsei_form_value(ctx, "current_password");
+
+    return ngx_shinsei_crypto_password_verify(r, current, &stored,
+                                              ngx_shinsei_mypage_reauthed);
 }
 
 
@@ -738,7 +734,8 @@ ngx_shinsei_mypage_reauthed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_shinsei_account_failed(r, ctx, &p[0], &ctx->session.email,
+        return ngx_shinsei_account_failed(r, ctx, mp->failures, &p[0],
+                                          &ctx->session.email,
                                           &ctx->session.name,
                                           ngx_shinsei_mypage_refused);
     }
@@ -774,7 +771,11 @@ ngx_shinsei_mypage_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     mp = ctx->data;
 
-    return ngx_shinsei_redirect_to(r, ctx, mp->done);
+    if (mp->forget >= 0) {
+        ngx_shinsei_session_forget(res, 0, mp->forget);
+    }
+
+    return ngx_shinsei_response_redirect_to(r, mp->done);
 }
 
 
@@ -789,7 +790,7 @@ ngx_shinsei_mypage_id(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    p[0].len = ngx_sprintf(p[0].data, "%L", ctx->session.citizen_id)
+    p[0].len = ngx_sprintf(p[0].data, "%L", ctx->session.user_id)
                - p[0].data;
     p[1] = ctx->tenant->code;
 

@@ -15,10 +15,11 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_router.h"
-#include "ngx_shinsei_tenant.h"
+#include "ngx_shinsei_session.h"
 #include "ngx_shinsei_citizen_account.h"
 
 
@@ -129,7 +130,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     "  verified_at = coalesce(verified_at, now())"
     "  WHERE id = (SELECT citizen_id FROM t WHERE status = 'ok')"
     "  AND city = $1 RETURNING id, email_index),"
-    " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)),"
+    " s AS (DELETE FROM sessions WHERE citizen_id IN (SELECT id FROM up)"
+    "  RETURNING id_hash),"
     " f AS (DELETE FROM login_failures WHERE city = $1"
     "  AND email_index IN (SELECT email_index FROM up)),"
     " o AS (UPDATE tokens SET used_at = now()"
@@ -138,7 +140,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     "  AND used_at IS NULL AND token_hash <> decode($2, 'hex')),"
     " m AS (SELECT enqueue_mail($1, 'password_changed:' || id || ':'"
     "  || extract(epoch FROM now())::bigint, $4::jsonb) FROM up)"
-    " SELECT (SELECT status FROM t), (SELECT count(*) FROM m)");
+    " SELECT (SELECT status FROM t), (SELECT count(*) FROM m),"
+    " (SELECT string_agg(encode(id_hash, 'hex'), ' ') FROM s)");
 
 
 static ngx_int_t
@@ -169,8 +172,8 @@ ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     email = ngx_shinsei_form_value(ctx, "email");
     p[0] = ctx->tenant->code;
 
-    if (ngx_shinsei_blind_index(r->pool, email, &p[1]) != NGX_OK
-        || ngx_shinsei_token(r->pool, &token, &p[2]) != NGX_OK)
+    if (ngx_shinsei_crypto_blind_index(r->pool, email, &p[1]) != NGX_OK
+        || ngx_shinsei_crypto_token(r->pool, &token, &p[2]) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -195,14 +198,15 @@ static ngx_int_t
 ngx_shinsei_forgot_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    return ngx_shinsei_redirect_to(r, ctx, "/password/forgot/sent");
+    return ngx_shinsei_response_redirect_to(r, "/password/forgot/sent");
 }
 
 
 static ngx_int_t
 ngx_shinsei_forgot_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_render(r, ctx, "password_forgot_sent", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "password_forgot_sent",
+                                       NGX_HTTP_OK);
 }
 
 
@@ -265,7 +269,7 @@ ngx_shinsei_reset_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
     p[0] = ctx->tenant->code;
 
-    if (ngx_shinsei_token_hash(r->pool, token, &p[1]) != NGX_OK) {
+    if (ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -301,7 +305,7 @@ ngx_shinsei_reset_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     ctx->data = rs;
 
-    return ngx_shinsei_password_hash(r,
+    return ngx_shinsei_crypto_password_hash(r,
                                      ngx_shinsei_form_value(ctx, "password"),
                                      ngx_shinsei_reset_hashed);
 }
@@ -312,7 +316,7 @@ ngx_shinsei_reset_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_password_t *pw)
 {
     cJSON                *vars;
-    ngx_str_t             p[4];
+    ngx_str_t             p[4], *token;
     ngx_shinsei_reset_t  *rs;
 
     rs = ctx->data;
@@ -320,7 +324,11 @@ ngx_shinsei_reset_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     p[0] = ctx->tenant->code;
     p[2] = pw->hash;
 
-    if (ngx_shinsei_token_hash(r->pool, &ctx->token, &p[1]) != NGX_OK) {
+    token = ngx_shinsei_account_token(r, ctx);
+
+    if (token == NULL
+        || ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -352,8 +360,10 @@ ngx_shinsei_reset_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
                                               status, NULL);
     }
 
+    ngx_shinsei_session_forget(res, 0, 2);
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   ngx_shinsei_log_prefix "password reset by mail link");
 
-    return ngx_shinsei_redirect_to(r, ctx, "/login?m=password_reset");
+    return ngx_shinsei_response_redirect_to(r, "/login?m=password_reset");
 }

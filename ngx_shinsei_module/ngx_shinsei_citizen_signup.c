@@ -15,10 +15,10 @@
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_router.h"
-#include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_citizen_account.h"
 
 
@@ -118,7 +118,7 @@ ngx_shinsei_signup_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return ngx_shinsei_signup_form(r, ctx);
     }
 
-    return ngx_shinsei_password_hash(r,
+    return ngx_shinsei_crypto_password_hash(r,
                                      ngx_shinsei_form_value(ctx, "password"),
                                      ngx_shinsei_signup_hashed);
 }
@@ -138,11 +138,12 @@ ngx_shinsei_signup_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     p[0] = ctx->tenant->code;
     p[5] = pw->hash;
 
-    if (ngx_shinsei_blind_index(r->pool, email, &p[1]) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool, email, "email", &p[2]) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool, name, "name", &p[3]) != NGX_OK
-        || ngx_shinsei_encrypt(r->pool, kana, "name_kana", &p[4]) != NGX_OK
-        || ngx_shinsei_token(r->pool, &token, &p[6]) != NGX_OK)
+    if (ngx_shinsei_crypto_blind_index(r->pool, email, &p[1]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, email, "email", &p[2]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, name, "name", &p[3]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, kana, "name_kana", &p[4])
+           != NGX_OK
+        || ngx_shinsei_crypto_token(r->pool, &token, &p[6]) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -176,14 +177,14 @@ static ngx_int_t
 ngx_shinsei_signup_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    return ngx_shinsei_redirect_to(r, ctx, "/signup/sent");
+    return ngx_shinsei_response_redirect_to(r, "/signup/sent");
 }
 
 
 static ngx_int_t
 ngx_shinsei_signup_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    return ngx_shinsei_render(r, ctx, "signup_sent", NGX_HTTP_OK);
+    return ngx_shinsei_response_render(r, ctx, "signup_sent", NGX_HTTP_OK);
 }
 
 
@@ -223,7 +224,7 @@ ngx_shinsei_verify_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     status = PQgetvalue(res, 0, 0);
 
     if (ngx_strcmp(status, "ok") == 0) {
-        return ngx_shinsei_redirect_to(r, ctx, "/login?m=verified");
+        return ngx_shinsei_response_redirect_to(r, "/login?m=verified");
     }
 
     return ngx_shinsei_account_token_page(r, ctx, "verify", status, NULL);

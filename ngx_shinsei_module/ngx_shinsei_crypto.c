@@ -24,7 +24,7 @@
 
 
 #include "ngx_shinsei_crypto.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_request.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -49,9 +49,12 @@
 #define NGX_SHINSEI_PW_VERIFY       1
 
 
+static char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_shinsei_keys_t **keys);
 static void ngx_shinsei_password_thread(void *data, ngx_log_t *log);
 static void ngx_shinsei_password_event(ngx_event_t *ev);
-static void ngx_shinsei_password_cleanup(void *data);
+static ngx_int_t ngx_shinsei_password_resume(ngx_http_request_t *r,
+    void *data);
 static ngx_int_t ngx_shinsei_password_post(ngx_http_request_t *r,
     ngx_shinsei_password_t *pw);
 static ngx_int_t ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt,
@@ -72,16 +75,175 @@ static u_char  ngx_shinsei_dummy_salt[NGX_SHINSEI_SALT_LEN] =
     "shinsei-no-user!";
 
 
+/* shinsei_data_keys path; */
+
 char *
+ngx_shinsei_crypto_keys_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_shinsei_main_conf_t *smcf = conf;
+
+    ngx_str_t  *value, name;
+
+    if (smcf->keys) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_shinsei_crypto_load_keys(cf, &name, &smcf->keys);
+}
+
+
+/* shinsei_password_kdf ln=15 r=8 p=3; (scrypt: N = 2^ln) */
+
+char *
+ngx_shinsei_crypto_kdf_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_shinsei_main_conf_t *smcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (smcf->kdf.ln != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = NGX_ERROR;
+
+        if (ngx_strncmp(value[i].data, "ln=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (n >= 10 && n <= 20) {
+                smcf->kdf.ln = n;
+                continue;
+            }
+
+        } else if (ngx_strncmp(value[i].data, "r=", 2) == 0) {
+            n = ngx_atoi(value[i].data + 2, value[i].len - 2);
+
+            if (n >= 1 && n <= 32) {
+                smcf->kdf.r = n;
+                continue;
+            }
+
+        } else if (ngx_strncmp(value[i].data, "p=", 2) == 0) {
+            n = ngx_atoi(value[i].data + 2, value[i].len - 2);
+
+            if (n >= 1 && n <= 16) {
+                smcf->kdf.p = n;
+                continue;
+            }
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_password_kdf\": invalid parameter "
+                           "\"%V\" (ln=10..20 r=1..32 p=1..16)", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (smcf->kdf.ln == NGX_CONF_UNSET_UINT || smcf->kdf.r == 0
+        || smcf->kdf.p == 0)
+    {
+        return "needs ln=, r= and p=";
+    }
+
+    if (ngx_shinsei_crypto_kdf_check(smcf->kdf.ln, smcf->kdf.r, smcf->kdf.p)
+        != NGX_OK)
+    {
+        return "asks for more than 256 MiB per hash (128 * r * 2^ln) or "
+               "more than 2^24 for 2^ln * r * p";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A file the configuration names (directive's), read whole at load, into
+ * pool; at most max bytes.  A secret (keys, passwords) readable by group
+ * or others is refused: whoever can read it can read the residents' data.
+ */
+
+ngx_int_t
+ngx_shinsei_crypto_read_file(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *name, size_t max, ngx_uint_t secret, ngx_pool_t *pool,
+    ngx_str_t *text)
+{
+    ssize_t          n;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = *name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"%s\": cannot open \"%V\"", directive, name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || !ngx_is_file(&fi) || ngx_file_size(&fi) > (off_t) max)
+    {
+        ngx_close_file(file.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\" is not a file of at most %uz "
+                           "bytes", directive, name, max);
+        return NGX_ERROR;
+    }
+
+    if (secret && (ngx_file_access(&fi) & 0077)) {
+        ngx_close_file(file.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\": \"%V\" holds secrets but group or "
+                           "others may read it (mode 0%ui%ui%ui): make it "
+                           "0600 or 0400", directive, name,
+                           (ngx_file_access(&fi) >> 6) & 7,
+                           (ngx_file_access(&fi) >> 3) & 7,
+                           ngx_file_access(&fi) & 7);
+        return NGX_ERROR;
+    }
+
+    text->len = ngx_file_size(&fi);
+    text->data = ngx_pnalloc(pool, text->len + 1);
+
+    if (text->data == NULL) {
+        ngx_close_file(file.fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_file(&file, text->data, text->len, 0);
+    ngx_close_file(file.fd);
+
+    if (n != (ssize_t) text->len) {
+        ngx_explicit_memzero(text->data, text->len);
+        return NGX_ERROR;
+    }
+
+    text->data[text->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+static char *
 ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys)
 {
     u_char                  *p, *last, *line, *eol;
-    ssize_t                  n;
     ngx_str_t                word[3], text;
     ngx_uint_t               nwords, have_index, lineno, i;
-    ngx_file_t               f;
-    ngx_file_info_t          fi;
     ngx_shinsei_keys_t      *k;
     ngx_shinsei_data_key_t  *dk;
 
@@ -96,37 +258,10 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(&f, sizeof(ngx_file_t));
-    f.name = *file;
-    f.log = cf->log;
-
-    f.fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (f.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"shinsei_data_keys\": cannot open \"%V\"", file);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(f.fd, &fi) == NGX_FILE_ERROR || ngx_file_size(&fi) > 65536)
+    if (ngx_shinsei_crypto_read_file(cf, "shinsei_data_keys", file, 65536, 1,
+                                     cf->temp_pool, &text)
+        != NGX_OK)
     {
-        ngx_close_file(f.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_data_keys\": \"%V\" is not a key file",
-                           file);
-        return NGX_CONF_ERROR;
-    }
-
-    text.len = ngx_file_size(&fi);
-    text.data = ngx_pnalloc(cf->temp_pool, text.len + 1);
-    if (text.data == NULL) {
-        ngx_close_file(f.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&f, text.data, text.len, 0);
-    ngx_close_file(f.fd);
-
-    if (n != (ssize_t) text.len) {
         return NGX_CONF_ERROR;
     }
 
@@ -274,7 +409,7 @@ ngx_shinsei_crypto_current_key(ngx_str_t *id)
 
 
 ngx_int_t
-ngx_shinsei_encrypt(ngx_pool_t *pool, ngx_str_t *plain, const char *aad,
+ngx_shinsei_crypto_encrypt(ngx_pool_t *pool, ngx_str_t *plain, const char *aad,
     ngx_str_t *out)
 {
     int                      len;
@@ -358,7 +493,7 @@ done:
 
 
 ngx_int_t
-ngx_shinsei_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
+ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
     ngx_str_t *out)
 {
     int                      len;
@@ -449,7 +584,8 @@ done:
 
 
 ngx_int_t
-ngx_shinsei_blind_index(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *hex)
+ngx_shinsei_crypto_blind_index(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *hex)
 {
     u_char        mac[EVP_MAX_MD_SIZE];
     unsigned int  len;
@@ -473,7 +609,8 @@ ngx_shinsei_blind_index(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *hex)
 
 
 ngx_int_t
-ngx_shinsei_token(ngx_pool_t *pool, ngx_str_t *token, ngx_str_t *hash_hex)
+ngx_shinsei_crypto_token(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *hash_hex)
 {
     u_char     raw[32];
     ngx_str_t  src;
@@ -493,12 +630,12 @@ ngx_shinsei_token(ngx_pool_t *pool, ngx_str_t *token, ngx_str_t *hash_hex)
     ngx_encode_base64url(token, &src);
     ngx_explicit_memzero(raw, sizeof(raw));
 
-    return ngx_shinsei_token_hash(pool, token, hash_hex);
+    return ngx_shinsei_crypto_token_hash(pool, token, hash_hex);
 }
 
 
 ngx_int_t
-ngx_shinsei_token_hash(ngx_pool_t *pool, ngx_str_t *token,
+ngx_shinsei_crypto_token_hash(ngx_pool_t *pool, ngx_str_t *token,
     ngx_str_t *hash_hex)
 {
     u_char  digest[EVP_MAX_MD_SIZE];
@@ -522,14 +659,14 @@ ngx_shinsei_token_hash(ngx_pool_t *pool, ngx_str_t *token,
 
 
 ngx_int_t
-ngx_shinsei_password_hash(ngx_http_request_t *r, ngx_str_t *password,
+ngx_shinsei_crypto_password_hash(ngx_http_request_t *r, ngx_str_t *password,
     ngx_shinsei_password_done_pt done)
 {
     ngx_shinsei_password_t  *pw;
 
     pw = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_password_t));
     if (pw == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     pw->password = *password;
@@ -541,14 +678,14 @@ ngx_shinsei_password_hash(ngx_http_request_t *r, ngx_str_t *password,
 
 
 ngx_int_t
-ngx_shinsei_password_verify(ngx_http_request_t *r, ngx_str_t *password,
+ngx_shinsei_crypto_password_verify(ngx_http_request_t *r, ngx_str_t *password,
     ngx_str_t *stored, ngx_shinsei_password_done_pt done)
 {
     ngx_shinsei_password_t  *pw;
 
     pw = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_password_t));
     if (pw == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     pw->password = *password;
@@ -568,24 +705,13 @@ static ngx_int_t
 ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
 {
     ngx_thread_task_t        *task;
-    ngx_http_cleanup_t       *cln;
     ngx_shinsei_main_conf_t  *smcf;
 
     smcf = ngx_shinsei_crypto_conf;
 
-    /* the thread writes into the request's memory: it must outlive it */
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_shinsei_password_cleanup;
-    cln->data = pw;
-
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_shinsei_password_t *));
     if (task == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     pw->request = r;
@@ -594,7 +720,7 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
     /* a fresh salt, drawn here: the thread touches no shared state */
 
     if (RAND_bytes(pw->salt, sizeof(pw->salt)) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     *(ngx_shinsei_password_t **) task->ctx = pw;
@@ -604,21 +730,20 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
     task->event.data = pw;
 
     if (ngx_thread_task_post(smcf->thread_pool, task) != NGX_OK) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        /* the pool's queue is full: the page says try again later */
+        return NGX_BUSY;
     }
+
+    /*
+     * the thread writes into the request's memory: the request outlives
+     * it, even when its client goes away (nginx waits while blocked)
+     */
 
     r->main->blocked++;
 
+    ngx_shinsei_request_suspend(r, ngx_shinsei_password_resume, pw);
+
     return NGX_DONE;
-}
-
-
-static void
-ngx_shinsei_password_cleanup(void *data)
-{
-    ngx_shinsei_password_t  *pw = data;
-
-    pw->terminated = 1;
 }
 
 
@@ -694,41 +819,32 @@ done:
 static void
 ngx_shinsei_password_event(ngx_event_t *ev)
 {
-    ngx_int_t                rc;
-    ngx_connection_t        *c;
-    ngx_shinsei_ctx_t       *ctx;
     ngx_http_request_t      *r;
     ngx_shinsei_password_t  *pw;
 
     pw = ev->data;
     r = pw->request;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
 
     r->main->blocked--;
 
-    if (pw->terminated) {
-        /* ended meanwhile (client gone, shutdown): free it now */
-        r->write_event_handler(r);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
+    /* ended meanwhile (client gone, shutdown): the wake frees it */
 
-    ctx = ngx_http_get_module_ctx(r, ngx_shinsei_module);
+    ngx_shinsei_request_wake(r);
+}
+
+
+static ngx_int_t
+ngx_shinsei_password_resume(ngx_http_request_t *r, void *data)
+{
+    ngx_shinsei_password_t *pw = data;
 
     if (pw->mode == NGX_SHINSEI_PW_HASH && pw->hash.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       ngx_shinsei_log_prefix "password hashing failed");
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = pw->done(r, ctx, pw);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_shinsei_finish(r, rc);
-
-    ngx_http_run_posted_requests(c);
+    return pw->done(r, ngx_http_get_module_ctx(r, ngx_shinsei_module), pw);
 }
 
 
@@ -743,7 +859,7 @@ ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt, ngx_uint_t ln,
     OSSL_PARAM    params[7];
     EVP_KDF_CTX  *kctx;
 
-    if (ngx_shinsei_kdf_check(ln, r, p) != NGX_OK) {
+    if (ngx_shinsei_crypto_kdf_check(ln, r, p) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -792,7 +908,7 @@ ngx_shinsei_scrypt(ngx_str_t *password, u_char *salt, ngx_uint_t ln,
  */
 
 ngx_int_t
-ngx_shinsei_kdf_check(ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p)
+ngx_shinsei_crypto_kdf_check(ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p)
 {
     uint64_t  n64;
 
@@ -880,7 +996,7 @@ ngx_shinsei_password_decode(ngx_str_t *stored, ngx_uint_t *ln,
 
     /* out of bounds (tampered): refused like a missing hash, same work */
 
-    if (ngx_shinsei_kdf_check(v[0], v[1], v[2]) != NGX_OK) {
+    if (ngx_shinsei_crypto_kdf_check(v[0], v[1], v[2]) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -3,16 +3,17 @@
  * Copyright (C) ngx_shinsei developers
  *
  * Queries on behalf of an HTTP request: the request waits (suspended, the
- * worker free) while its query runs on the pool; the result comes back to
- * the handler's done() with the request's log restored.  A database that
- * cannot be reached gives the 503 page, a query over its timeout the 504
- * page, a refused query the 500 page; each is logged here once.
+ * worker free) while its query runs on the pool, and is woken through
+ * ngx_shinsei_request.c; the result comes to the page's done() with the
+ * request's log restored.  A database that cannot be reached gives the
+ * 503 page, a query over its timeout the 504 page, a refused query the
+ * 500 page; each is logged here once.
  */
 
 
 #include "ngx_shinsei_db.h"
 #include "ngx_shinsei_crypto.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_request.h"
 
 
 typedef struct {
@@ -25,9 +26,8 @@ typedef struct {
 
 
 static void ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q);
+static ngx_int_t ngx_shinsei_db_resume(ngx_http_request_t *r, void *data);
 static void ngx_shinsei_db_cleanup(void *data);
-static ngx_int_t ngx_shinsei_db_view_merge(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, cJSON *json);
 
 
 ngx_int_t
@@ -42,13 +42,13 @@ ngx_shinsei_db_query(ngx_http_request_t *r, ngx_shinsei_pg_stmt_t *stmt,
 
     dq = ngx_pcalloc(r->pool, sizeof(ngx_shinsei_db_query_t));
     if (dq == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (nparams) {
         dq->query.values = ngx_palloc(r->pool, nparams * sizeof(char *));
         if (dq->query.values == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         /* text parameters go to libpq as NUL-terminated strings */
@@ -61,7 +61,7 @@ ngx_shinsei_db_query(ngx_http_request_t *r, ngx_shinsei_pg_stmt_t *stmt,
 
             p = ngx_pnalloc(r->pool, params[i].len + 1);
             if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                return NGX_ERROR;
             }
 
             *ngx_cpymem(p, params[i].data, params[i].len) = '\0';
@@ -71,7 +71,7 @@ ngx_shinsei_db_query(ngx_http_request_t *r, ngx_shinsei_pg_stmt_t *stmt,
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     cln->handler = ngx_shinsei_db_cleanup;
@@ -87,63 +87,11 @@ ngx_shinsei_db_query(ngx_http_request_t *r, ngx_shinsei_pg_stmt_t *stmt,
     dq->flags = flags;
     dq->pending = 1;
 
+    ngx_shinsei_request_suspend(r, ngx_shinsei_db_resume, dq);
+
     ngx_shinsei_pg_send(&dq->query);
 
     return NGX_DONE;
-}
-
-
-ngx_int_t
-ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res)
-{
-    return ngx_shinsei_db_view_merge(r, ctx, ngx_shinsei_db_json(res, 0, 0));
-}
-
-
-/* the same, from a JSON text kept elsewhere (a worker's cache) */
-
-ngx_int_t
-ngx_shinsei_db_view_text(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    ngx_str_t *text)
-{
-    return ngx_shinsei_db_view_merge(r, ctx,
-                                     cJSON_ParseWithLength((char *) text->data,
-                                                           text->len));
-}
-
-
-/* the members of json (then freed) go into the view */
-
-static ngx_int_t
-ngx_shinsei_db_view_merge(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    cJSON *json)
-{
-    cJSON  *item, *view;
-
-    if (!cJSON_IsObject(json)) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      ngx_shinsei_log_prefix "query did not return "
-                      "a JSON object");
-        cJSON_Delete(json);
-        return NGX_ERROR;
-    }
-
-    view = ngx_shinsei_view(r, ctx);
-    if (view == NULL) {
-        cJSON_Delete(json);
-        return NGX_ERROR;
-    }
-
-    while (json->child) {
-        item = cJSON_DetachItemViaPointer(json, json->child);
-        cJSON_DeleteItemFromObjectCaseSensitive(view, item->string);
-        cJSON_AddItemToObject(view, item->string, item);
-    }
-
-    cJSON_Delete(json);
-
-    return NGX_OK;
 }
 
 
@@ -220,7 +168,7 @@ ngx_shinsei_db_decrypt(ngx_http_request_t *r, PGresult *res, int row,
     enc.data = (u_char *) PQgetvalue(res, row, col);
     enc.len = PQgetlength(res, row, col);
 
-    if (ngx_shinsei_decrypt(r->pool, &enc, aad, out) != NGX_OK) {
+    if (ngx_shinsei_crypto_decrypt(r->pool, &enc, aad, out) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       ngx_shinsei_log_prefix "cannot decrypt a \"%s\" "
                       "value: wrong or missing data key", aad);
@@ -231,36 +179,41 @@ ngx_shinsei_db_decrypt(ngx_http_request_t *r, PGresult *res, int row,
 }
 
 
+/* the query ended: the page goes on while its result is valid */
+
 static void
 ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q)
 {
-    char                    *state, *msg;
-    ngx_int_t                rc;
-    ngx_connection_t        *c;
-    ngx_shinsei_ctx_t       *ctx;
-    ngx_http_request_t      *r;
     ngx_shinsei_db_query_t  *dq;
 
     dq = q->data;
-    r = dq->request;
-    c = r->connection;
-
     dq->pending = 0;
 
-    ngx_http_set_log_request(c->log, r);
+    ngx_shinsei_request_wake(dq->request);
+}
+
+
+static ngx_int_t
+ngx_shinsei_db_resume(ngx_http_request_t *r, void *data)
+{
+    ngx_shinsei_db_query_t *dq = data;
+
+    char                    *state, *msg;
+    ngx_shinsei_ctx_t       *ctx;
+    ngx_shinsei_pg_query_t  *q;
+
+    q = &dq->query;
 
     ctx = ngx_http_get_module_ctx(r, ngx_shinsei_module);
 
     switch (q->status) {
 
     case NGX_SHINSEI_PG_OK:
-        rc = dq->done(r, ctx, q->result);
-        break;
+        return dq->done(r, ctx, q->result);
 
     case NGX_SHINSEI_PG_FAILED:
         if (dq->flags & NGX_SHINSEI_DB_SEE_ERRORS) {
-            rc = dq->done(r, ctx, q->result);
-            break;
+            return dq->done(r, ctx, q->result);
         }
 
         /* the primary message only: the detail may quote personal data */
@@ -268,37 +221,29 @@ ngx_shinsei_db_done(ngx_shinsei_pg_query_t *q)
         state = PQresultErrorField(q->result, PG_DIAG_SQLSTATE);
         msg = PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY);
 
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      ngx_shinsei_log_prefix "query failed: %s (%s)",
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "query failed: %s (SQLSTATE %s)",
                       msg ? msg : "?", state ? state : "?");
 
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        break;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     case NGX_SHINSEI_PG_TIMEDOUT:
         if (dq->flags & NGX_SHINSEI_DB_SEE_OUTAGES) {
-            rc = dq->done(r, ctx, NULL);
-            break;
+            return dq->done(r, ctx, NULL);
         }
 
-        rc = NGX_HTTP_GATEWAY_TIME_OUT;
-        break;
+        return NGX_HTTP_GATEWAY_TIME_OUT;
 
     default:
         if (dq->flags & NGX_SHINSEI_DB_SEE_OUTAGES) {
-            rc = dq->done(r, ctx, NULL);
-            break;
+            return dq->done(r, ctx, NULL);
         }
 
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       ngx_shinsei_log_prefix "database unavailable");
-        rc = NGX_HTTP_SERVICE_UNAVAILABLE;
-        break;
+
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
-
-    ngx_shinsei_finish(r, rc);
-
-    ngx_http_run_posted_requests(c);
 }
 
 

@@ -26,10 +26,6 @@ ngx_int_t ngx_shinsei_db_query(ngx_http_request_t *r,
     ngx_shinsei_pg_stmt_t *stmt,
     ngx_str_t *params, ngx_uint_t nparams, ngx_shinsei_db_done_pt done,
     ngx_uint_t flags);
-ngx_int_t ngx_shinsei_db_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res);
-ngx_int_t ngx_shinsei_db_view_text(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, ngx_str_t *text);
 cJSON *ngx_shinsei_db_json(PGresult *res, int row, int col);
 ngx_uint_t ngx_shinsei_db_error_is(PGresult *res, const char *sqlstate);
 ngx_int_t ngx_shinsei_db_value(ngx_http_request_t *r, PGresult *res,

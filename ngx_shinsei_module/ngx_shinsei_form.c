@@ -14,7 +14,9 @@
 
 #include "ngx_shinsei_form.h"
 #include "ngx_shinsei_body.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_string.h"
 
 
 typedef struct {
@@ -29,12 +31,13 @@ static ngx_int_t ngx_shinsei_form_errorf(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_shinsei_field_def_t *def, const char *fmt,
     ngx_uint_t n);
 static void ngx_shinsei_form_trim(ngx_str_t *v);
-static ngx_uint_t ngx_shinsei_form_chars(ngx_str_t *v);
 static ngx_int_t ngx_shinsei_form_email(ngx_str_t *v);
 static ngx_int_t ngx_shinsei_form_kana(ngx_str_t *v);
 static ngx_uint_t ngx_shinsei_form_common(ngx_http_request_t *r,
     ngx_str_t *v);
 static ngx_uint_t ngx_shinsei_form_pattern(ngx_str_t *v);
+static int ngx_libc_cdecl ngx_shinsei_form_str_cmp(const void *one,
+    const void *two);
 static const char *ngx_shinsei_form_error_of(ngx_shinsei_ctx_t *ctx,
     const char *field);
 
@@ -57,6 +60,71 @@ static const char  ngx_shinsei_form_msg_email[] =
     "（例：taro@example.jp）";
 static const char  ngx_shinsei_form_msg_kana[] =
     "%sは全角カタカナで入力してください";
+
+
+/* one password per line, refused whatever their case (NIST SP 800-63B) */
+
+char *
+ngx_shinsei_form_blocklist_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_shinsei_main_conf_t *smcf = conf;
+
+    u_char     *p, *last, *eol;
+    ngx_str_t  *value, name, text, *entry;
+
+    if (smcf->blocklist) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK
+        || ngx_shinsei_crypto_read_file(cf, "shinsei_password_blocklist",
+                                        &name, 16 * 1024 * 1024, 0, cf->pool,
+                                        &text)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->blocklist = ngx_array_create(cf->pool, 16384, sizeof(ngx_str_t));
+    if (smcf->blocklist == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    last = text.data + text.len;
+
+    for (p = text.data; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, LF);
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        if (eol > p && eol[-1] == CR) {
+            eol[-1] = LF;
+        }
+
+        if (eol == p || (eol == p + 1 && *p == LF)) {
+            continue;
+        }
+
+        entry = ngx_array_push(smcf->blocklist);
+        if (entry == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        entry->data = p;
+        entry->len = (eol > p && eol[-1] == LF) ? eol - 1 - p : eol - p;
+        ngx_strlow(p, p, entry->len);
+    }
+
+    ngx_qsort(smcf->blocklist->elts, smcf->blocklist->nelts,
+              sizeof(ngx_str_t), ngx_shinsei_form_str_cmp);
+
+    return NGX_CONF_OK;
+}
 
 
 ngx_int_t
@@ -91,7 +159,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             continue;
         }
 
-        chars = ngx_shinsei_form_chars(v);
+        chars = ngx_shinsei_string_chars(v);
 
         if ((d->rules & NGX_SHINSEI_FIELD_LINE)
             && (ngx_strlchr(v->data, v->data + v->len, CR)
@@ -224,21 +292,21 @@ ngx_shinsei_form_render(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_field_def_t  *d;
     u_char                    id[64], ids[160], href[72];
 
-    view = ngx_shinsei_view(r, ctx);
+    view = ngx_shinsei_response_view(r, ctx);
     if (view == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     fields = cJSON_AddArrayToObject(view, "fields");
     if (fields == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     for (d = defs; d->name; d++) {
 
         f = cJSON_CreateObject();
         if (f == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         cJSON_AddItemToArray(fields, f);
@@ -288,23 +356,24 @@ ngx_shinsei_form_render(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             cJSON_AddStringToObject(f, "describedby", (char *) ids);
         }
 
-        v = ngx_shinsei_field(ctx->form, d->name);
+        v = ngx_shinsei_body_field(ctx->form, d->name);
 
         if (v && v->len && !(d->rules & NGX_SHINSEI_FIELD_SECRET)) {
-            cJSON_AddStringToObject(f, "value", ngx_shinsei_cstr(r->pool, v));
+            cJSON_AddStringToObject(f, "value",
+                                    ngx_shinsei_string_cstr(r->pool, v));
         }
     }
 
     if (status == 0) {
         status = (ngx_shinsei_form_has_errors(ctx)
-                  || (ctx->csrf_done && !ctx->csrf_ok))
+                  || ctx->csrf_refused)
                  ? NGX_SHINSEI_HTTP_UNPROCESSABLE : NGX_HTTP_OK;
     }
 
     if (ngx_shinsei_form_has_errors(ctx)) {
         errors = cJSON_AddArrayToObject(view, "errors");
         if (errors == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         fe = ctx->errors->elts;
@@ -312,13 +381,13 @@ ngx_shinsei_form_render(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         for (i = 0; i < ctx->errors->nelts; i++) {
             e = cJSON_CreateObject();
             if (e == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                return NGX_ERROR;
             }
 
             cJSON_AddItemToArray(errors, e);
             cJSON_AddStringToObject(e, "message",
-                                    ngx_shinsei_cstr(r->pool,
-                                                     &fe[i].message));
+                                    ngx_shinsei_string_cstr(r->pool,
+                                                            &fe[i].message));
 
             if (fe[i].field) {
                 *ngx_snprintf(href, sizeof(href) - 1, "#field-%s",
@@ -330,14 +399,14 @@ ngx_shinsei_form_render(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         cJSON_AddTrueToObject(view, "has_errors");
     }
 
-    return ngx_shinsei_render(r, ctx, template, status);
+    return ngx_shinsei_response_render(r, ctx, template, status);
 }
 
 
 ngx_str_t *
 ngx_shinsei_form_value(ngx_shinsei_ctx_t *ctx, const char *name)
 {
-    return ngx_shinsei_field(ctx->form, name);
+    return ngx_shinsei_body_field(ctx->form, name);
 }
 
 
@@ -388,22 +457,6 @@ ngx_shinsei_form_safe_path(ngx_str_t *path)
 }
 
 
-char *
-ngx_shinsei_cstr(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, s->len + 1);
-    if (p == NULL) {
-        return (char *) "";
-    }
-
-    *ngx_cpymem(p, s->data, s->len) = '\0';
-
-    return (char *) p;
-}
-
-
 static ngx_str_t *
 ngx_shinsei_form_field(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *name)
@@ -411,7 +464,7 @@ ngx_shinsei_form_field(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_str_t            *v;
     ngx_shinsei_field_t  *f;
 
-    v = ngx_shinsei_field(ctx->form, name);
+    v = ngx_shinsei_body_field(ctx->form, name);
     if (v) {
         return v;
     }
@@ -505,24 +558,6 @@ ngx_shinsei_form_trim(ngx_str_t *v)
 
         break;
     }
-}
-
-
-static ngx_uint_t
-ngx_shinsei_form_chars(ngx_str_t *v)
-{
-    u_char      *p;
-    ngx_uint_t   n;
-
-    n = 0;
-
-    for (p = v->data; p < v->data + v->len; p++) {
-        if ((*p & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-
-    return n;
 }
 
 
@@ -770,4 +805,14 @@ ngx_shinsei_form_error_of(ngx_shinsei_ctx_t *ctx, const char *field)
     }
 
     return NULL;
+}
+
+
+static int ngx_libc_cdecl
+ngx_shinsei_form_str_cmp(const void *one, const void *two)
+{
+    const ngx_str_t  *a = one;
+    const ngx_str_t  *b = two;
+
+    return (int) ngx_memn2cmp(a->data, b->data, a->len, b->len);
 }

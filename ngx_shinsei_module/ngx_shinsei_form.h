@@ -45,7 +45,8 @@ ngx_int_t ngx_shinsei_form_set(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, const char *name, ngx_str_t *value);
 ngx_int_t ngx_shinsei_form_has_errors(ngx_shinsei_ctx_t *ctx);
 ngx_int_t ngx_shinsei_form_safe_path(ngx_str_t *path);
-char *ngx_shinsei_cstr(ngx_pool_t *pool, ngx_str_t *s);
+char *ngx_shinsei_form_blocklist_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #endif /* _NGX_SHINSEI_FORM_H_INCLUDED_ */

@@ -19,11 +19,9 @@
 
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_crypto.h"
-#include "ngx_shinsei_form.h"
-#include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_string.h"
 #include "ngx_shinsei_smtp.h"
-#include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
 
 
@@ -55,6 +53,7 @@ struct ngx_shinsei_mail_drainer_s {
     ngx_shinsei_mail_msg_t       *msgs;
     ngx_uint_t                    nmsgs;
     ngx_uint_t                    outstanding;
+    ngx_uint_t                    failures;     /* of its queries */
     unsigned                      busy:1;
     unsigned                      again:1;
 };
@@ -165,7 +164,7 @@ ngx_shinsei_mail_build(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         goto done;
     }
 
-    city = ngx_shinsei_tenant_city(r);
+    city = ctx->tenant ? ctx->tenant->city : NULL;
     name = city ? cJSON_GetObjectItemCaseSensitive(city, "name") : NULL;
 
     if (!cJSON_IsString(name) || sscf->mail_from.len == 0) {
@@ -180,7 +179,8 @@ ngx_shinsei_mail_build(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     if (site == NULL
         || cJSON_AddItemReferenceToObject(site, "city", city) == 0
         || cJSON_AddStringToObject(site, "url",
-                                   ngx_shinsei_cstr(r->pool, &sscf->site_url))
+                                   ngx_shinsei_string_cstr(r->pool,
+                                                           &sscf->site_url))
            == NULL)
     {
         goto done;
@@ -221,18 +221,21 @@ ngx_shinsei_mail_build(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         goto done;
     }
 
-    if (ngx_shinsei_encrypt(r->pool, to, "email", &enc) != NGX_OK
+    if (ngx_shinsei_crypto_encrypt(r->pool, to, "email", &enc) != NGX_OK
         || cJSON_AddStringToObject(mail, "recipient_enc",
-                                   ngx_shinsei_cstr(r->pool, &enc)) == NULL
-        || ngx_shinsei_encrypt(r->pool, &body, "mail_body", &enc) != NGX_OK
+                                   ngx_shinsei_string_cstr(r->pool, &enc))
+           == NULL
+        || ngx_shinsei_crypto_encrypt(r->pool, &body, "mail_body", &enc)
+           != NGX_OK
         || cJSON_AddStringToObject(mail, "body_enc",
-                                   ngx_shinsei_cstr(r->pool, &enc)) == NULL
+                                   ngx_shinsei_string_cstr(r->pool, &enc))
+           == NULL
         || cJSON_AddStringToObject(mail, "subject",
-                                   ngx_shinsei_cstr(r->pool, &subject))
+                                   ngx_shinsei_string_cstr(r->pool, &subject))
            == NULL
         || cJSON_AddStringToObject(mail, "from_addr",
-                                   ngx_shinsei_cstr(r->pool,
-                                                    &sscf->mail_from))
+                                   ngx_shinsei_string_cstr(r->pool,
+                                                           &sscf->mail_from))
            == NULL
         || cJSON_AddStringToObject(mail, "from_name", name->valuestring)
            == NULL)
@@ -293,6 +296,15 @@ ngx_shinsei_mail_init_process(ngx_cycle_t *cycle,
 
     return ngx_shinsei_pg_listen(cycle, "shinsei_outbox",
                                  ngx_shinsei_mail_wake, d);
+}
+
+
+/* the failed queries of this worker's drainer, for /healthz */
+
+ngx_uint_t
+ngx_shinsei_mail_failures(void)
+{
+    return ngx_shinsei_mail_drainer ? ngx_shinsei_mail_drainer->failures : 0;
 }
 
 
@@ -418,7 +430,9 @@ ngx_shinsei_mail_claimed(ngx_shinsei_pg_query_t *q)
     d = q->data;
 
     if (q->status != NGX_SHINSEI_PG_OK) {
-        /* the database is away: the next tick tries again */
+        /* the next tick tries again */
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_ERR, "the outbox claim");
+        d->failures++;
         ngx_shinsei_mail_batch_done(d);
         return;
     }
@@ -510,8 +524,8 @@ ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     m->id = field[0];
     m->claim = field[8];
 
-    if (ngx_shinsei_decrypt(d->pool, &field[1], "email", &to) != NGX_OK
-        || ngx_shinsei_decrypt(d->pool, &field[5], "mail_body", &body)
+    if (ngx_shinsei_crypto_decrypt(d->pool, &field[1], "email", &to) != NGX_OK
+        || ngx_shinsei_crypto_decrypt(d->pool, &field[5], "mail_body", &body)
            != NGX_OK)
     {
         ngx_cpystrn(m->error, (u_char *) "cannot decrypt: unknown data key",
@@ -798,6 +812,10 @@ ngx_shinsei_mail_marked(ngx_shinsei_pg_query_t *q)
 
     if (q->status != NGX_SHINSEI_PG_OK) {
         /* the lease runs out and the mail is taken again: not lost */
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_ERR, "recording a mail's "
+                                   "outcome");
+        d->failures++;
+
         ngx_log_error(NGX_LOG_WARN, d->log, 0,
                       ngx_shinsei_log_prefix "mail %V: its outcome could "
                       "not be recorded; it is tried again after its lease",

@@ -17,6 +17,7 @@ ngx_int_t ngx_shinsei_mail_build(ngx_http_request_t *r,
 ngx_int_t ngx_shinsei_mail_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_main_conf_t *smcf);
 void ngx_shinsei_mail_exit_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_shinsei_mail_failures(void);
 
 
 #endif /* _NGX_SHINSEI_MAIL_H_INCLUDED_ */

@@ -2,24 +2,31 @@
 /*
  * Copyright (C) ngx_shinsei developers
  *
- * Directives, configuration structures and the process hooks.
+ * Directives, configuration structures and the process hooks.  The
+ * directives of a subsystem are parsed next to it (shinsei_db in
+ * ngx_shinsei_pg_conf.c, shinsei_smtp in ngx_shinsei_smtp.c, ...).
  */
 
 
 #include "ngx_shinsei_common.h"
+#include "ngx_shinsei_app.h"
 #include "ngx_shinsei_crypto.h"
+#include "ngx_shinsei_form.h"
 #include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_mail.h"
 #include "ngx_shinsei_pg.h"
 #include "ngx_shinsei_citizen_catalogue.h"
 #include "ngx_shinsei_purge.h"
 #include "ngx_shinsei_rekey.h"
+#include "ngx_shinsei_response.h"
+#include "ngx_shinsei_session.h"
+#include "ngx_shinsei_session_cache.h"
 #include "ngx_shinsei_smtp.h"
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_tmpl.h"
-#include <libpq-fe.h>
 
 
+static ngx_int_t ngx_shinsei_postconfiguration(ngx_conf_t *cf);
 static void *ngx_shinsei_create_main_conf(ngx_conf_t *cf);
 static char *ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_shinsei_create_srv_conf(ngx_conf_t *cf);
@@ -28,7 +35,6 @@ static char *ngx_shinsei_merge_srv_conf(ngx_conf_t *cf, void *parent,
 static void *ngx_shinsei_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_shinsei_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_shinsei_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_shinsei_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -36,22 +42,10 @@ static char *ngx_shinsei_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_shinsei_tenant(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_shinsei_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_shinsei_data_keys(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_shinsei_password_kdf(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_shinsei_blocklist(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_shinsei_smtp(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_shinsei_site_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_shinsei_mail_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_shinsei_read_small_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *text);
-static int ngx_libc_cdecl ngx_shinsei_str_cmp(const void *one,
-    const void *two);
 static ngx_int_t ngx_shinsei_init_process(ngx_cycle_t *cycle);
 static void ngx_shinsei_exit_process(ngx_cycle_t *cycle);
 
@@ -60,7 +54,7 @@ static ngx_command_t  ngx_shinsei_commands[] = {
 
     { ngx_string("shinsei_db"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_shinsei_db,
+      ngx_shinsei_pg_conf_db,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -73,8 +67,15 @@ static ngx_command_t  ngx_shinsei_commands[] = {
       NULL },
 
     { ngx_string("shinsei_session_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_shinsei_session_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shinsei_session_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_shinsei_session_cache_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -109,21 +110,21 @@ static ngx_command_t  ngx_shinsei_commands[] = {
 
     { ngx_string("shinsei_data_keys"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_shinsei_data_keys,
+      ngx_shinsei_crypto_keys_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("shinsei_password_kdf"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
-      ngx_shinsei_password_kdf,
+      ngx_shinsei_crypto_kdf_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("shinsei_password_blocklist"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_shinsei_blocklist,
+      ngx_shinsei_form_blocklist_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -137,7 +138,7 @@ static ngx_command_t  ngx_shinsei_commands[] = {
 
     { ngx_string("shinsei_smtp"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_shinsei_smtp,
+      ngx_shinsei_smtp_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -169,7 +170,7 @@ static ngx_command_t  ngx_shinsei_commands[] = {
 
 static ngx_http_module_t  ngx_shinsei_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_shinsei_postconfiguration,         /* postconfiguration */
 
     ngx_shinsei_create_main_conf,          /* create main configuration */
     ngx_shinsei_init_main_conf,            /* init main configuration */
@@ -198,6 +199,21 @@ ngx_module_t  ngx_shinsei_module = {
 };
 
 
+/* the header filters: the security headers, the session cookie */
+
+static ngx_int_t
+ngx_shinsei_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_shinsei_response_init(cf) != NGX_OK
+        || ngx_shinsei_session_init(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static void *
 ngx_shinsei_create_main_conf(ngx_conf_t *cf)
 {
@@ -213,6 +229,9 @@ ngx_shinsei_create_main_conf(ngx_conf_t *cf)
      *
      *     smcf->db.conninfo = { 0, NULL };
      *     smcf->templates = NULL;
+     *     smcf->session_idle = 0;
+     *     smcf->session_absolute = 0;
+     *     smcf->session_zone = NULL;
      *     smcf->used = 0;
      */
 
@@ -221,8 +240,6 @@ ngx_shinsei_create_main_conf(ngx_conf_t *cf)
     smcf->db.connect_timeout = NGX_CONF_UNSET_MSEC;
     smcf->db.query_timeout = NGX_CONF_UNSET_MSEC;
     smcf->db.queue_timeout = NGX_CONF_UNSET_MSEC;
-    smcf->session_idle = NGX_CONF_UNSET;
-    smcf->session_absolute = NGX_CONF_UNSET;
     smcf->kdf.ln = NGX_CONF_UNSET_UINT;
     smcf->purge_interval = NGX_CONF_UNSET_MSEC;
     smcf->smtp.timeout = NGX_CONF_UNSET_MSEC;
@@ -248,10 +265,6 @@ ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->db.connect_timeout, 5000);
     ngx_conf_init_msec_value(smcf->db.query_timeout, 10000);
     ngx_conf_init_msec_value(smcf->db.queue_timeout, 5000);
-
-    /* OWASP ASVS 4.0.3 3.3.2: 30 minutes idle, 12 hours in all */
-    ngx_conf_init_value(smcf->session_idle, 30 * 60);
-    ngx_conf_init_value(smcf->session_absolute, 12 * 60 * 60);
 
     ngx_conf_init_msec_value(smcf->purge_interval, 600000);
 
@@ -350,8 +363,15 @@ ngx_shinsei_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    slcf->app = NGX_CONF_UNSET_UINT;
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     slcf->app = NULL;
+     */
+
     slcf->body_limit = NGX_CONF_UNSET_SIZE;
+    slcf->session_idle = NGX_CONF_UNSET;
+    slcf->session_absolute = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -369,19 +389,35 @@ ngx_shinsei_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    ngx_conf_merge_uint_value(conf->app, prev->app, NGX_SHINSEI_APP_NONE);
-
     /* forms are parsed in memory: by default as large as the buffer */
 
     ngx_conf_merge_size_value(conf->body_limit, prev->body_limit,
                               clcf->client_body_buffer_size);
 
-    if (conf->app == NGX_SHINSEI_APP_NONE) {
+    if (conf->session_idle == NGX_CONF_UNSET) {
+        conf->session_idle = prev->session_idle;
+        conf->session_absolute = prev->session_absolute;
+    }
+
+    if (conf->app == NULL) {
         return NGX_CONF_OK;
+    }
+
+    /* the app's own lifetimes unless shinsei_session_timeout says */
+
+    if (conf->session_idle == NGX_CONF_UNSET) {
+        conf->session_idle = conf->app->session_idle;
+        conf->session_absolute = conf->app->session_absolute;
     }
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_shinsei_module);
     sscf = ngx_http_conf_get_module_srv_conf(cf, ngx_shinsei_module);
+
+    /* the purge removes what no app would take any more */
+
+    smcf->session_idle = ngx_max(smcf->session_idle, conf->session_idle);
+    smcf->session_absolute = ngx_max(smcf->session_absolute,
+                                     conf->session_absolute);
 
     if (smcf->templates == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -390,7 +426,7 @@ ngx_shinsei_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->app == NGX_SHINSEI_APP_ERROR) {
+    if (conf->app->flags & NGX_SHINSEI_APP_ERRORS) {
         return NGX_CONF_OK;
     }
 
@@ -444,112 +480,6 @@ ngx_shinsei_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/*
- * shinsei_db "conninfo" [pool=N] [queue=N] [connect_timeout=time]
- *            [query_timeout=time] [queue_timeout=time];
- */
-
-static char *
-ngx_shinsei_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_shinsei_main_conf_t *smcf = conf;
-
-    char               *err, *rv;
-    ngx_int_t           n;
-    ngx_str_t          *value, s;
-    ngx_uint_t          i;
-    ngx_msec_t          ms, *target;
-    PQconninfoOption   *opts;
-
-    if (smcf->db.conninfo.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    err = NULL;
-    opts = PQconninfoParse((char *) value[1].data, &err);
-
-    if (opts == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_db\": invalid connection string: %s",
-                           err ? err : "out of memory");
-        PQfreemem(err);
-        return NGX_CONF_ERROR;
-    }
-
-    smcf->db.conninfo = value[1];
-
-    rv = ngx_shinsei_pg_parse_hosts(cf, &smcf->db, opts);
-
-    PQconninfoFree(opts);
-
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "pool=", 5) == 0
-            || ngx_strncmp(value[i].data, "queue=", 6) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            n = ngx_atoi(s.data, s.len);
-
-            if (n <= 0 || n > 65535) {
-                goto invalid;
-            }
-
-            if (value[i].data[1] == 'o') {
-                smcf->db.pool_size = n;
-
-            } else {
-                smcf->db.queue_size = n;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            target = &smcf->db.connect_timeout;
-            s.data = value[i].data + 16;
-
-        } else if (ngx_strncmp(value[i].data, "query_timeout=", 14) == 0) {
-            target = &smcf->db.query_timeout;
-            s.data = value[i].data + 14;
-
-        } else if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
-            target = &smcf->db.queue_timeout;
-            s.data = value[i].data + 14;
-
-        } else {
-            goto invalid;
-        }
-
-        s.len = value[i].data + value[i].len - s.data;
-
-        ms = ngx_parse_time(&s, 0);
-
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-            goto invalid;
-        }
-
-        *target = ms;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"shinsei_db\": invalid parameter \"%V\"", &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
-
 static char *
 ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -588,12 +518,12 @@ ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_shinsei_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_shinsei_main_conf_t *smcf = conf;
+    ngx_shinsei_loc_conf_t *slcf = conf;
 
     time_t      idle, absolute;
     ngx_str_t  *value;
 
-    if (smcf->session_idle != NGX_CONF_UNSET) {
+    if (slcf->session_idle != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
@@ -611,8 +541,8 @@ ngx_shinsei_session_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    smcf->session_idle = idle;
-    smcf->session_absolute = absolute;
+    slcf->session_idle = idle;
+    slcf->session_absolute = absolute;
 
     return NGX_CONF_OK;
 }
@@ -667,22 +597,19 @@ ngx_shinsei_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_shinsei_main_conf_t   *smcf;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (slcf->app != NGX_CONF_UNSET_UINT) {
+    if (slcf->app) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "citizen") == 0) {
-        slcf->app = NGX_SHINSEI_APP_CITIZEN;
+    slcf->app = ngx_shinsei_app_find(&value[1]);
 
-    } else if (ngx_strcmp(value[1].data, "error") == 0) {
-        slcf->app = NGX_SHINSEI_APP_ERROR;
-
-    } else {
+    if (slcf->app == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"shinsei_app\": unknown application \"%V\", "
-                           "expected \"citizen\" or \"error\"", &value[1]);
+                           "expected \"citizen\", \"webhook\" or "
+                           "\"error\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -716,6 +643,7 @@ ngx_shinsei_init_process(ngx_cycle_t *cycle)
     ngx_shinsei_crypto_init_process(smcf);
 
     if (ngx_shinsei_pg_init_process(cycle, &smcf->db) != NGX_OK
+        || ngx_shinsei_session_cache_init_process(cycle) != NGX_OK
         || ngx_shinsei_catalogue_init_process(cycle) != NGX_OK
         || ngx_shinsei_purge_init_process(cycle, smcf) != NGX_OK
         || ngx_shinsei_rekey_init_process(cycle, smcf) != NGX_OK
@@ -751,302 +679,9 @@ ngx_shinsei_exit_process(ngx_cycle_t *cycle)
     ngx_shinsei_catalogue_exit_process(cycle);
     ngx_shinsei_purge_exit_process(cycle);
     ngx_shinsei_rekey_exit_process(cycle);
+    ngx_shinsei_pg_listen_exit_process(cycle);
     ngx_shinsei_pg_exit_process(cycle);
     ngx_shinsei_tenant_exit_process(cycle, smcf);
-}
-
-
-static char *
-ngx_shinsei_data_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_shinsei_main_conf_t *smcf = conf;
-
-    ngx_str_t  *value, name;
-
-    if (smcf->keys) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    name = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_shinsei_crypto_load_keys(cf, &name, &smcf->keys);
-}
-
-
-/* shinsei_password_kdf ln=15 r=8 p=3; (scrypt: N = 2^ln) */
-
-static char *
-ngx_shinsei_password_kdf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_shinsei_main_conf_t *smcf = conf;
-
-    ngx_int_t   n;
-    ngx_str_t  *value;
-    ngx_uint_t  i;
-
-    if (smcf->kdf.ln != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        n = NGX_ERROR;
-
-        if (ngx_strncmp(value[i].data, "ln=", 3) == 0) {
-            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
-
-            if (n >= 10 && n <= 20) {
-                smcf->kdf.ln = n;
-                continue;
-            }
-
-        } else if (ngx_strncmp(value[i].data, "r=", 2) == 0) {
-            n = ngx_atoi(value[i].data + 2, value[i].len - 2);
-
-            if (n >= 1 && n <= 32) {
-                smcf->kdf.r = n;
-                continue;
-            }
-
-        } else if (ngx_strncmp(value[i].data, "p=", 2) == 0) {
-            n = ngx_atoi(value[i].data + 2, value[i].len - 2);
-
-            if (n >= 1 && n <= 16) {
-                smcf->kdf.p = n;
-                continue;
-            }
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_password_kdf\": invalid parameter "
-                           "\"%V\" (ln=10..20 r=1..32 p=1..16)", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (smcf->kdf.ln == NGX_CONF_UNSET_UINT || smcf->kdf.r == 0
-        || smcf->kdf.p == 0)
-    {
-        return "needs ln=, r= and p=";
-    }
-
-    if (ngx_shinsei_kdf_check(smcf->kdf.ln, smcf->kdf.r, smcf->kdf.p)
-        != NGX_OK)
-    {
-        return "asks for more than 256 MiB per hash (128 * r * 2^ln) or "
-               "more than 2^24 for 2^ln * r * p";
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* one password per line, refused whatever their case (NIST SP 800-63B) */
-
-static char *
-ngx_shinsei_blocklist(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_shinsei_main_conf_t *smcf = conf;
-
-    u_char     *p, *last, *eol;
-    ngx_str_t  *value, name, text, *entry;
-
-    if (smcf->blocklist) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    name = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK
-        || ngx_shinsei_read_small_file(cf, &name, &text) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    smcf->blocklist = ngx_array_create(cf->pool, 16384, sizeof(ngx_str_t));
-    if (smcf->blocklist == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    last = text.data + text.len;
-
-    for (p = text.data; p < last; p = eol + 1) {
-        eol = ngx_strlchr(p, last, LF);
-        if (eol == NULL) {
-            eol = last;
-        }
-
-        if (eol > p && eol[-1] == CR) {
-            eol[-1] = LF;
-        }
-
-        if (eol == p || (eol == p + 1 && *p == LF)) {
-            continue;
-        }
-
-        entry = ngx_array_push(smcf->blocklist);
-        if (entry == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        entry->data = p;
-        entry->len = (eol > p && eol[-1] == LF) ? eol - 1 - p : eol - p;
-        ngx_strlow(p, p, entry->len);
-    }
-
-    ngx_qsort(smcf->blocklist->elts, smcf->blocklist->nelts,
-              sizeof(ngx_str_t), ngx_shinsei_str_cmp);
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * shinsei_smtp smtp://host:port [auth_file=path] [starttls] [ca_file=path]
- *              [timeout=10s] [retry=30s] [attempts=10];
- */
-
-static char *
-ngx_shinsei_smtp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_shinsei_main_conf_t *smcf = conf;
-
-    u_char     *colon, *eol;
-    ngx_int_t   n;
-    ngx_str_t  *value, s, file, text;
-    ngx_msec_t  ms;
-    ngx_uint_t  i;
-
-    if (smcf->smtp.url.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "smtp://", 7) != 0
-        && ngx_strncmp(value[1].data, "smtps://", 8) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_smtp\": \"%V\" is not an smtp:// or "
-                           "smtps:// URL", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    smcf->smtp.url = value[1];
-    smcf->smtp.timeout = 10000;
-    smcf->smtp.retry = 30000;
-    smcf->smtp.attempts = 10;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strcmp(value[i].data, "starttls") == 0) {
-            smcf->smtp.starttls = 1;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "ca_file=", 8) == 0) {
-            smcf->smtp.ca_file.data = value[i].data + 8;
-            smcf->smtp.ca_file.len = value[i].len - 8;
-
-            if (ngx_conf_full_name(cf->cycle, &smcf->smtp.ca_file, 1)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "attempts=", 9) == 0) {
-            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
-
-            if (n < 1 || n > 100) {
-                goto invalid;
-            }
-
-            smcf->smtp.attempts = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0
-            || ngx_strncmp(value[i].data, "retry=", 6) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
-                goto invalid;
-            }
-
-            if (value[i].data[0] == 't') {
-                smcf->smtp.timeout = ms;
-
-            } else {
-                smcf->smtp.retry = ms;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "auth_file=", 10) == 0) {
-            file.data = value[i].data + 10;
-            file.len = value[i].len - 10;
-
-            if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK
-                || ngx_shinsei_read_small_file(cf, &file, &text) != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            /* "user:password" on the first line; never logged */
-
-            eol = ngx_strlchr(text.data, text.data + text.len, LF);
-            if (eol == NULL) {
-                eol = text.data + text.len;
-            }
-
-            if (eol > text.data && eol[-1] == CR) {
-                eol--;
-            }
-
-            colon = ngx_strlchr(text.data, eol, ':');
-
-            if (colon == NULL || colon == text.data) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"shinsei_smtp\": \"%V\" does not hold "
-                                   "\"user:password\"", &file);
-                return NGX_CONF_ERROR;
-            }
-
-            *colon = '\0';
-            *eol = '\0';
-            smcf->smtp.user.data = text.data;
-            smcf->smtp.user.len = colon - text.data;
-            smcf->smtp.password.data = colon + 1;
-            smcf->smtp.password.len = eol - colon - 1;
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    return ngx_shinsei_smtp_configure(cf, &smcf->smtp);
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"shinsei_smtp\": invalid parameter \"%V\"",
-                       &value[i]);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -1145,63 +780,4 @@ invalid:
                        &value[1]);
 
     return NGX_CONF_ERROR;
-}
-
-
-static ngx_int_t
-ngx_shinsei_read_small_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *text)
-{
-    ssize_t          n;
-    ngx_file_t       file;
-    ngx_file_info_t  fi;
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = *name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", name);
-        return NGX_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 16 * 1024 * 1024)
-    {
-        ngx_close_file(file.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not a file of at most 16 MB", name);
-        return NGX_ERROR;
-    }
-
-    text->len = ngx_file_size(&fi);
-    text->data = ngx_pnalloc(cf->pool, text->len + 1);
-
-    if (text->data == NULL) {
-        ngx_close_file(file.fd);
-        return NGX_ERROR;
-    }
-
-    n = ngx_read_file(&file, text->data, text->len, 0);
-    ngx_close_file(file.fd);
-
-    if (n != (ssize_t) text->len) {
-        return NGX_ERROR;
-    }
-
-    text->data[text->len] = '\0';
-
-    return NGX_OK;
-}
-
-
-static int ngx_libc_cdecl
-ngx_shinsei_str_cmp(const void *one, const void *two)
-{
-    const ngx_str_t  *a = one;
-    const ngx_str_t  *b = two;
-
-    return (int) ngx_memn2cmp(a->data, b->data, a->len, b->len);
 }

@@ -5,11 +5,22 @@
  * A per-worker pool of PostgreSQL connections driven by nginx events.
  *
  * Each connection is one state machine: connecting -> idle -> sending ->
- * receiving -> idle.  libpq owns the socket; nginx only watches it with
- * level-triggered events that mirror what libpq asked for, so no edge can
- * be missed while libpq changes state without I/O.  A connection that timed
- * out, broke or failed to connect is discarded; new connections are opened
- * on demand, after a growing pause once the server was found down.
+ * receiving -> idle.  libpq owns the socket; nginx watches it
+ * (ngx_shinsei_watch.c).  A connection that broke or failed to connect is
+ * discarded; new connections are opened on demand, after a growing pause
+ * once the server was found down.
+ *
+ * Timeouts hold on the server: every connection runs with
+ * statement_timeout, lock_timeout and idle_in_transaction_session_timeout
+ * set to the query timeout (ngx_shinsei_pg_conf.c), so the server itself
+ * rolls back a statement over its time and says so; the pool's own timer,
+ * a second later, only catches a server that does not answer at all.
+ *
+ * A query whose owner gives up (that timer, or a client that went away)
+ * is cancelled on the server with pg_cancel_backend() on another
+ * connection of the pool (libpq 15 has no nonblocking PQcancel).  Until
+ * both the cancelled statement and the cancel have ended, its connection
+ * takes no other query, so a late cancel can never hit the next one.
  */
 
 
@@ -19,6 +30,8 @@
 #define NGX_SHINSEI_PG_BACKOFF_MIN   100
 #define NGX_SHINSEI_PG_BACKOFF_MAX   3000
 #define NGX_SHINSEI_PG_MAX_STMTS     512
+/* after the server's statement_timeout: its answer comes first */
+#define NGX_SHINSEI_PG_GRACE         1000
 
 
 typedef enum {
@@ -27,13 +40,13 @@ typedef enum {
     NGX_SHINSEI_PG_CONN_IDLE,
     NGX_SHINSEI_PG_CONN_SENDING,
     NGX_SHINSEI_PG_CONN_RECEIVING,
-    NGX_SHINSEI_PG_CONN_LISTENING
+    NGX_SHINSEI_PG_CONN_CANCELLING    /* ended; its cancel still runs */
 } ngx_shinsei_pg_conn_state_e;
 
 
 typedef struct {
     PGconn                        *pgconn;
-    ngx_connection_t              *c;
+    ngx_shinsei_watch_t            watch;
     ngx_shinsei_pg_conn_state_e    state;
     ngx_shinsei_pg_query_t        *query;
     PGresult                      *result;
@@ -41,18 +54,15 @@ typedef struct {
     uint8_t                        prepared[NGX_SHINSEI_PG_MAX_STMTS / 8];
     ngx_uint_t                     preparing;    /* statement id, or 0 */
     ngx_msec_t                     deadline;     /* of the connect */
-    unsigned                       reused:1;
+
+    /* SELECT pg_cancel_backend(pid) for the query its owner gave up */
+    ngx_shinsei_pg_query_t         canceller;
+    const char                    *cancel_values[1];
+    u_char                         pid[NGX_INT_T_LEN + 1];
+
+    unsigned                       abandoned:1;  /* nobody waits for it */
+    unsigned                       cancel_sent:1;
 } ngx_shinsei_pg_conn_t;
-
-
-#define NGX_SHINSEI_PG_CHANNELS  4
-
-
-typedef struct {
-    ngx_str_t                      channel;
-    ngx_shinsei_pg_notify_pt       notify;
-    void                          *data;
-} ngx_shinsei_pg_channel_t;
 
 
 typedef struct {
@@ -65,14 +75,6 @@ typedef struct {
     ngx_uint_t                     host;         /* of conf->hosts */
     ngx_uint_t                     nstmts;
     ngx_shinsei_pg_stats_t         stats;
-
-    /* one more connection, outside the pool, for LISTEN */
-    ngx_shinsei_pg_conn_t          listener;
-    char                          *listen_sql;
-    ngx_shinsei_pg_channel_t       channels[NGX_SHINSEI_PG_CHANNELS];
-    ngx_uint_t                     nchannels;
-    ngx_event_t                    listen_retry;
-    ngx_msec_t                     listen_backoff;
     unsigned                       exiting:1;
 } ngx_shinsei_pg_pool_t;
 
@@ -80,10 +82,9 @@ typedef struct {
 static void ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q);
 static ngx_int_t ngx_shinsei_pg_connect(void);
 static ngx_int_t ngx_shinsei_pg_open(ngx_shinsei_pg_conn_t *pc);
-static void ngx_shinsei_pg_listen_retry(ngx_event_t *ev);
-static void ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_event_handler(ngx_event_t *ev);
-static void ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_timedout(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_connecting(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_query_t *q);
 static ngx_int_t ngx_shinsei_pg_send_query(ngx_shinsei_pg_conn_t *pc,
@@ -94,175 +95,22 @@ static void ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_status_e status);
+static void ngx_shinsei_pg_abandon(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_cancelled(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc);
-static ngx_int_t ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc);
-static ngx_int_t ngx_shinsei_pg_want(ngx_shinsei_pg_conn_t *pc,
-    ngx_uint_t rd, ngx_uint_t wr);
-static void ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_backoff(void);
-static void ngx_shinsei_pg_next_host(ngx_shinsei_pg_conn_t *pc);
-static char *ngx_shinsei_pg_split(ngx_conf_t *cf, const char *list,
-    ngx_array_t *out);
-static u_char *ngx_shinsei_pg_quote(u_char *p, const char *keyword,
-    ngx_str_t *value);
 static void ngx_shinsei_pg_fail_waiting(void);
 static void ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
     ngx_shinsei_pg_status_e status);
 static void ngx_shinsei_pg_wait_handler(ngx_event_t *ev);
 static void ngx_shinsei_pg_notice(void *arg, const char *message);
-static void ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what,
-    PGconn *pgconn);
 
 
 static ngx_shinsei_pg_pool_t  *ngx_shinsei_pg_pool;
-static ngx_connection_t        ngx_shinsei_pg_dummy;
 
-
-/*
- * At configuration load: one connection string per host, so that each
- * host gets its own connect timeout (libpq leaves per-host timeouts of
- * PQconnectPoll() to the application), and no host name that libpq would
- * resolve with a blocking lookup inside a worker.
- */
-
-char *
-ngx_shinsei_pg_parse_hosts(ngx_conf_t *cf, ngx_shinsei_db_conf_t *db,
-    PQconninfoOption *opts)
-{
-    u_char            *p, addr[16];
-    size_t             len;
-    ngx_str_t         *h, *a, *pt, *out, value;
-    ngx_uint_t         i, n;
-    ngx_array_t        hosts, addrs, ports;
-    PQconninfoOption  *o;
-
-    if (ngx_array_init(&hosts, cf->temp_pool, 4, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_array_init(&addrs, cf->temp_pool, 4, sizeof(ngx_str_t))
-           != NGX_OK
-        || ngx_array_init(&ports, cf->temp_pool, 4, sizeof(ngx_str_t))
-           != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    len = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            if (ngx_shinsei_pg_split(cf, o->val, &hosts) != NGX_CONF_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            if (ngx_shinsei_pg_split(cf, o->val, &addrs) != NGX_CONF_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_strcmp(o->keyword, "port") == 0) {
-            if (ngx_shinsei_pg_split(cf, o->val, &ports) != NGX_CONF_OK) {
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        len += ngx_strlen(o->keyword) + 2 * ngx_strlen(o->val) + 4;
-    }
-
-    n = ngx_max(ngx_max(hosts.nelts, addrs.nelts), 1);
-
-    if ((hosts.nelts > 1 && addrs.nelts > 1 && hosts.nelts != addrs.nelts)
-        || (ports.nelts > 1 && ports.nelts != n))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_db\": host, hostaddr and port lists "
-                           "differ in length");
-        return NGX_CONF_ERROR;
-    }
-
-    h = hosts.elts;
-    a = addrs.elts;
-    pt = ports.elts;
-
-    for (i = 0; i < hosts.nelts; i++) {
-
-        if ((addrs.nelts > i && a[i].len) || h[i].len == 0
-            || h[i].data[0] == '/' || h[i].data[0] == '@')
-        {
-            continue;
-        }
-
-        if (ngx_inet_addr(h[i].data, h[i].len) != INADDR_NONE) {
-            continue;
-        }
-
-#if (NGX_HAVE_INET6)
-        if (ngx_inet6_addr(h[i].data, h[i].len, addr) == NGX_OK) {
-            continue;
-        }
-#endif
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"shinsei_db\": host \"%V\" is a name that "
-                           "libpq would resolve with a blocking lookup in "
-                           "the worker: give its address (host=IP, or "
-                           "hostaddr=IP beside the name), or a socket "
-                           "directory", &h[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    db->hosts = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
-    if (db->hosts == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 0; i < n; i++) {
-
-        out = ngx_array_push(db->hosts);
-        if (out == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        out->data = ngx_pnalloc(cf->pool, len + 1);
-        if (out->data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        p = out->data;
-
-        for (o = opts; o->keyword; o++) {
-            if (o->val == NULL) {
-                continue;
-            }
-
-            if (ngx_strcmp(o->keyword, "host") == 0) {
-                value = hosts.nelts > i ? h[i] : h[0];
-
-            } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-                value = addrs.nelts > i ? a[i] : a[0];
-
-            } else if (ngx_strcmp(o->keyword, "port") == 0) {
-                value = ports.nelts > i ? pt[i] : pt[0];
-
-            } else {
-                value.data = (u_char *) o->val;
-                value.len = ngx_strlen(o->val);
-            }
-
-            if (value.len) {
-                p = ngx_shinsei_pg_quote(p, o->keyword, &value);
-            }
-        }
-
-        *p = '\0';
-        out->len = p - out->data;
-    }
-
-    return NGX_CONF_OK;
-}
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_pg_cancel_stmt =
+    ngx_shinsei_pg_stmt("SELECT pg_cancel_backend($1::int)");
 
 
 ngx_int_t
@@ -314,14 +162,6 @@ ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle)
         }
     }
 
-    if (pool->listener.state != NGX_SHINSEI_PG_CONN_FREE) {
-        ngx_shinsei_pg_close(&pool->listener);
-    }
-
-    if (pool->listen_retry.timer_set) {
-        ngx_del_timer(&pool->listen_retry);
-    }
-
     ngx_shinsei_pg_pool = NULL;
 }
 
@@ -346,6 +186,11 @@ ngx_shinsei_pg_send(ngx_shinsei_pg_query_t *q)
 }
 
 
+/*
+ * The owner gives up (its request ended): done() is not called.  A query
+ * still running on the server is cancelled there.
+ */
+
 void
 ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q)
 {
@@ -367,14 +212,21 @@ ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q)
 
     pc = q->conn;
 
-    if (pc != NULL) {
-        /* the result is read and thrown away; the connection stays */
-        pc->query = NULL;
-        pc->c->log = ngx_shinsei_pg_pool->log;
-        pc->c->read->log = ngx_shinsei_pg_pool->log;
-        pc->c->write->log = ngx_shinsei_pg_pool->log;
-        q->conn = NULL;
+    if (pc == NULL) {
+        return;
     }
+
+    q->conn = NULL;
+    pc->query = NULL;
+
+    if (q->internal) {
+        /* a cancel is not cancelled: its answer is read and dropped */
+        pc->abandoned = 1;
+        ngx_shinsei_watch_log(&pc->watch, ngx_shinsei_pg_pool->log);
+        return;
+    }
+
+    ngx_shinsei_pg_abandon(pc);
 }
 
 
@@ -391,6 +243,7 @@ ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
     st->idle = 0;
     st->busy = 0;
     st->connecting = 0;
+    st->cancelling = 0;
 
     for (i = 0; i < pool->conf->pool_size; i++) {
 
@@ -411,102 +264,203 @@ ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
             st->busy++;
         }
 
+        if (pool->conns[i].abandoned
+            || pool->conns[i].state == NGX_SHINSEI_PG_CONN_CANCELLING)
+        {
+            st->cancelling++;
+        }
+
         st->open++;
     }
 }
 
 
 /*
- * Keeps a connection LISTENing on channels and calls each channel's
- * notify() on its notifications; it reconnects by itself after the server
- * went away, and every notify() is called once then too (payload NULL),
- * as notifications may have been lost.  Called at process start.
+ * What failed, for the log of a background job: SQLSTATE and the primary
+ * message, never the parameters or the detail (they may quote personal
+ * data).
  */
 
-ngx_int_t
-ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
-    ngx_shinsei_pg_notify_pt notify, void *data)
+void
+ngx_shinsei_pg_log_failure(ngx_shinsei_pg_query_t *q, ngx_uint_t level,
+    const char *what)
 {
-    u_char                    *p;
-    size_t                     len;
-    ngx_uint_t                 i;
-    ngx_shinsei_pg_pool_t     *pool;
-    ngx_shinsei_pg_channel_t  *ch;
+    char  *state, *msg;
 
-    pool = ngx_shinsei_pg_pool;
+    switch (q->status) {
 
-    if (pool->nchannels == NGX_SHINSEI_PG_CHANNELS) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      ngx_shinsei_log_prefix "too many LISTEN channels");
-        return NGX_ERROR;
+    case NGX_SHINSEI_PG_FAILED:
+        state = PQresultErrorField(q->result, PG_DIAG_SQLSTATE);
+        msg = PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY);
+
+        ngx_log_error(level, q->log, 0,
+                      ngx_shinsei_log_prefix "%s failed: %s (SQLSTATE %s)",
+                      what, msg ? msg : "?", state ? state : "?");
+        break;
+
+    case NGX_SHINSEI_PG_TIMEDOUT:
+        ngx_log_error(level, q->log, 0,
+                      ngx_shinsei_log_prefix "%s failed: over the query "
+                      "timeout", what);
+        break;
+
+    case NGX_SHINSEI_PG_UNAVAILABLE:
+        ngx_log_error(level, q->log, 0,
+                      ngx_shinsei_log_prefix "%s failed: the database is "
+                      "unavailable", what);
+        break;
+
+    default:
+        break;
     }
-
-    ch = &pool->channels[pool->nchannels++];
-
-    ch->channel.len = ngx_strlen(channel);
-    ch->channel.data = (u_char *) channel;
-    ch->notify = notify;
-    ch->data = data;
-
-    /* "LISTEN a; LISTEN b": one round trip for all channels */
-
-    len = 0;
-
-    for (i = 0; i < pool->nchannels; i++) {
-        len += sizeof("LISTEN ; ") - 1 + pool->channels[i].channel.len;
-    }
-
-    p = ngx_pnalloc(cycle->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    pool->listen_sql = (char *) p;
-
-    for (i = 0; i < pool->nchannels; i++) {
-        p = ngx_sprintf(p, "LISTEN %V; ", &pool->channels[i].channel);
-    }
-
-    *p = '\0';
-
-    if (pool->nchannels > 1) {
-        /*
-         * still connecting, it sends the new listen_sql once up; past
-         * that, it starts again (it reconnects by itself)
-         */
-
-        if (pool->listener.state != NGX_SHINSEI_PG_CONN_FREE
-            && pool->listener.state != NGX_SHINSEI_PG_CONN_CONNECTING)
-        {
-            ngx_shinsei_pg_close(&pool->listener);
-        }
-
-        return NGX_OK;
-    }
-
-    ngx_shinsei_pg_dummy.fd = (ngx_socket_t) -1;
-
-    pool->listen_retry.handler = ngx_shinsei_pg_listen_retry;
-    pool->listen_retry.log = pool->log;
-    pool->listen_retry.data = &ngx_shinsei_pg_dummy;
-    pool->listen_retry.cancelable = 1;
-
-    if (ngx_shinsei_pg_open(&pool->listener) != NGX_OK) {
-        ngx_add_timer(&pool->listen_retry, 1000);
-    }
-
-    return NGX_OK;
 }
 
 
-/* whether notifications reach this worker now */
-
-ngx_uint_t
-ngx_shinsei_pg_listening(void)
+ngx_shinsei_db_conf_t *
+ngx_shinsei_pg_conf(void)
 {
-    return ngx_shinsei_pg_pool
-           && ngx_shinsei_pg_pool->listener.state
-              == NGX_SHINSEI_PG_CONN_LISTENING;
+    return ngx_shinsei_pg_pool->conf;
+}
+
+
+/* a connection to the current host of the list, under way */
+
+PGconn *
+ngx_shinsei_pg_connect_start(ngx_log_t *log)
+{
+    PGconn                 *pgconn;
+    ngx_str_t              *host;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pool->stats.connects++;
+
+    host = pool->conf->hosts->elts;
+    pgconn = PQconnectStart((char *) host[pool->host].data);
+
+    if (pgconn == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      ngx_shinsei_log_prefix "PQconnectStart() failed: "
+                      "out of memory");
+        pool->stats.connect_failures++;
+        return NULL;
+    }
+
+    if (PQstatus(pgconn) == CONNECTION_BAD) {
+        ngx_shinsei_pg_log_error(log, "connection to the database", pgconn);
+        goto failed;
+    }
+
+    if (PQsetnonblocking(pgconn, 1) == -1) {
+        ngx_shinsei_pg_log_error(log, "PQsetnonblocking()", pgconn);
+        goto failed;
+    }
+
+    PQsetNoticeProcessor(pgconn, ngx_shinsei_pg_notice, pool->log);
+
+    return pgconn;
+
+failed:
+
+    PQfinish(pgconn);
+    pool->stats.connect_failures++;
+
+    return NULL;
+}
+
+
+/*
+ * One step of a connect: NGX_AGAIN while libpq waits for its socket (now
+ * watched as it asked), NGX_OK once connected, NGX_ERROR when it failed.
+ */
+
+ngx_int_t
+ngx_shinsei_pg_connect_poll(PGconn *pgconn, ngx_shinsei_watch_t *w)
+{
+    /*
+     * libpq may close the socket and open another one inside
+     * PQconnectPoll() (the next host of a multi-host string, an SSL
+     * fallback), so the old socket is unregistered while it is open.
+     */
+
+    if (w->c) {
+        (void) ngx_shinsei_watch_want(w, 0, 0);
+    }
+
+    switch (PQconnectPoll(pgconn)) {
+
+    case PGRES_POLLING_READING:
+        if (ngx_shinsei_watch_fd(w, PQsocket(pgconn)) != NGX_OK
+            || ngx_shinsei_watch_want(w, 1, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+
+    case PGRES_POLLING_WRITING:
+        if (ngx_shinsei_watch_fd(w, PQsocket(pgconn)) != NGX_OK
+            || ngx_shinsei_watch_want(w, 0, 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+
+    case PGRES_POLLING_OK:
+        if (ngx_shinsei_watch_fd(w, PQsocket(pgconn)) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+
+    default:
+        ngx_shinsei_pg_log_error(w->log, "connection to the database",
+                                 pgconn);
+        ngx_shinsei_pg_pool->stats.connect_failures++;
+        return NGX_ERROR;
+    }
+}
+
+
+/*
+ * A host of a multi-host string failed (down, silent, or a standby when
+ * target_session_attrs=read-write asks for the primary): the next
+ * connection tries the next host at once; once every host has failed,
+ * the pool pauses before it starts over (if backoff).
+ */
+
+void
+ngx_shinsei_pg_host_failed(ngx_uint_t backoff)
+{
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pool->host = (pool->host + 1) % pool->conf->hosts->nelts;
+
+    if (pool->host == 0 && backoff) {
+        ngx_shinsei_pg_backoff();
+    }
+}
+
+
+void
+ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what, PGconn *pgconn)
+{
+    u_char  *msg, *last;
+
+    msg = (u_char *) PQerrorMessage(pgconn);
+    last = msg + ngx_strlen(msg);
+
+    while (last > msg && (last[-1] == '\n' || last[-1] == ' ')) {
+        last--;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  ngx_shinsei_log_prefix "%s failed: %*s",
+                  what, (size_t) (last - msg), msg);
 }
 
 
@@ -544,14 +498,25 @@ ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q)
         }
     }
 
-    if (open == 0 || pool->stats.waiting >= pool->conf->queue_size) {
+    if (open == 0
+        || (pool->stats.waiting >= pool->conf->queue_size && !q->internal))
+    {
         ngx_shinsei_pg_post_done(q, NGX_SHINSEI_PG_UNAVAILABLE);
         return;
     }
 
-    /* a connection being opened or returned takes the first in line */
+    /*
+     * a connection being opened or returned takes the first in line;
+     * a cancel goes first: the statement it stops holds a connection
+     */
 
-    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    if (q->internal) {
+        ngx_queue_insert_head(&pool->waiting, &q->queue);
+
+    } else {
+        ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    }
+
     q->waiting = 1;
     pool->stats.waiting++;
 
@@ -570,7 +535,7 @@ ngx_shinsei_pg_connect(void)
     for (i = 0; i < pool->conf->pool_size; i++) {
         if (pool->conns[i].state == NGX_SHINSEI_PG_CONN_FREE) {
             if (ngx_shinsei_pg_open(&pool->conns[i]) != NGX_OK) {
-                ngx_shinsei_pg_next_host(&pool->conns[i]);
+                ngx_shinsei_pg_host_failed(1);
                 return NGX_ERROR;
             }
 
@@ -585,64 +550,39 @@ ngx_shinsei_pg_connect(void)
 static ngx_int_t
 ngx_shinsei_pg_open(ngx_shinsei_pg_conn_t *pc)
 {
-    ngx_str_t              *host;
     ngx_shinsei_pg_pool_t  *pool;
 
     pool = ngx_shinsei_pg_pool;
 
-    pool->stats.connects++;
-
-    host = pool->conf->hosts->elts;
-    pc->pgconn = PQconnectStart((char *) host[pool->host].data);
-
+    pc->pgconn = ngx_shinsei_pg_connect_start(pool->log);
     if (pc->pgconn == NULL) {
-        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
-                      ngx_shinsei_log_prefix "PQconnectStart() failed: "
-                      "out of memory");
         return NGX_ERROR;
     }
 
-    if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
-        ngx_shinsei_pg_log_error(pool->log, "connection to the database",
-                                 pc->pgconn);
-        goto failed;
-    }
-
-    if (PQsetnonblocking(pc->pgconn, 1) == -1) {
-        ngx_shinsei_pg_log_error(pool->log, "PQsetnonblocking()",
-                                 pc->pgconn);
-        goto failed;
-    }
-
-    PQsetNoticeProcessor(pc->pgconn, ngx_shinsei_pg_notice, pool->log);
-
     pc->deadline = ngx_current_msec + pool->conf->connect_timeout;
     pc->state = NGX_SHINSEI_PG_CONN_CONNECTING;
-    pc->reused = 0;
     pc->preparing = 0;
+    pc->abandoned = 0;
+    pc->cancel_sent = 0;
     ngx_memzero(pc->prepared, sizeof(pc->prepared));
+
+    pc->watch.handler = ngx_shinsei_pg_event_handler;
+    pc->watch.data = pc;
+    pc->watch.log = pool->log;
 
     /* libpq: before the first PQconnectPoll(), wait as if for writing */
 
-    if (ngx_shinsei_pg_watch(pc) != NGX_OK
-        || ngx_shinsei_pg_want(pc, 0, 1) != NGX_OK)
+    if (ngx_shinsei_watch_fd(&pc->watch, PQsocket(pc->pgconn)) != NGX_OK
+        || ngx_shinsei_watch_want(&pc->watch, 0, 1) != NGX_OK)
     {
         pool->stats.connect_failures++;
         ngx_shinsei_pg_close(pc);
         return NGX_ERROR;
     }
 
-    /* ngx_shinsei_pg_watch() armed the connect timeout */
+    ngx_add_timer(pc->watch.c->read, pool->conf->connect_timeout);
 
     return NGX_OK;
-
-failed:
-
-    PQfinish(pc->pgconn);
-    pc->pgconn = NULL;
-    pool->stats.connect_failures++;
-
-    return NGX_ERROR;
 }
 
 
@@ -657,31 +597,14 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
 
     if (c->read->timedout) {
         c->read->timedout = 0;
-
-        if (pc->state == NGX_SHINSEI_PG_CONN_CONNECTING) {
-            ngx_log_error(NGX_LOG_ERR, ngx_shinsei_pg_pool->log, NGX_ETIMEDOUT,
-                          ngx_shinsei_log_prefix
-                          "connection to the database timed out");
-            ngx_shinsei_pg_pool->stats.connect_failures++;
-
-            ngx_shinsei_pg_next_host(pc);
-            ngx_shinsei_pg_close(pc);
-            ngx_shinsei_pg_refill();
-            ngx_shinsei_pg_fail_waiting();
-            return;
-        }
-
-        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                      ngx_shinsei_log_prefix "query timed out, "
-                      "the connection is discarded");
-        ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_TIMEDOUT);
+        ngx_shinsei_pg_timedout(pc);
         return;
     }
 
     switch (pc->state) {
 
     case NGX_SHINSEI_PG_CONN_CONNECTING:
-        ngx_shinsei_pg_connect_poll(pc);
+        ngx_shinsei_pg_connecting(pc);
         break;
 
     case NGX_SHINSEI_PG_CONN_SENDING:
@@ -702,11 +625,8 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
         break;
 
     case NGX_SHINSEI_PG_CONN_IDLE:
+    case NGX_SHINSEI_PG_CONN_CANCELLING:
         ngx_shinsei_pg_idle_check(pc);
-        break;
-
-    case NGX_SHINSEI_PG_CONN_LISTENING:
-        ngx_shinsei_pg_listen_check(pc);
         break;
 
     default:
@@ -716,81 +636,97 @@ ngx_shinsei_pg_event_handler(ngx_event_t *ev)
 
 
 static void
-ngx_shinsei_pg_connect_poll(ngx_shinsei_pg_conn_t *pc)
+ngx_shinsei_pg_timedout(ngx_shinsei_pg_conn_t *pc)
 {
+    ngx_shinsei_pg_pool_t   *pool;
+    ngx_shinsei_pg_query_t  *q;
+
+    pool = ngx_shinsei_pg_pool;
+
+    if (pc->state == NGX_SHINSEI_PG_CONN_CONNECTING) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, NGX_ETIMEDOUT,
+                      ngx_shinsei_log_prefix
+                      "connection to the database timed out");
+        pool->stats.connect_failures++;
+
+        ngx_shinsei_pg_host_failed(1);
+        ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
+        ngx_shinsei_pg_fail_waiting();
+        return;
+    }
+
+    if (pc->abandoned || pc->query == NULL) {
+        /* cancelled and still silent: the server does not answer */
+        ngx_log_error(NGX_LOG_ERR, pool->log, NGX_ETIMEDOUT,
+                      ngx_shinsei_log_prefix "a cancelled query did not "
+                      "end in time, its connection is closed");
+        ngx_shinsei_pg_close(pc);
+        ngx_shinsei_pg_refill();
+        return;
+    }
+
+    /* the server's own statement_timeout did not answer: it is silent */
+
+    q = pc->query;
+
+    ngx_log_error(NGX_LOG_ERR, q->log, NGX_ETIMEDOUT,
+                  ngx_shinsei_log_prefix "query timed out without an "
+                  "answer from the server; cancelling it there");
+
+    pool->stats.timedout++;
+
+    pc->query = NULL;
+    ngx_shinsei_pg_abandon(pc);
+
+    if (pc->state != NGX_SHINSEI_PG_CONN_FREE) {
+        ngx_add_timer(pc->watch.c->read, pool->conf->connect_timeout);
+    }
+
+    q->conn = NULL;
+    q->status = NGX_SHINSEI_PG_TIMEDOUT;
+    q->result = NULL;
+    q->done(q);
+}
+
+
+static void
+ngx_shinsei_pg_connecting(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_int_t               rc;
+    ngx_msec_int_t          left;
     ngx_shinsei_pg_pool_t  *pool;
 
     pool = ngx_shinsei_pg_pool;
 
-    /*
-     * libpq may close the socket and open another one inside
-     * PQconnectPoll() (next host of a multi-host string, SSL fallback),
-     * so the old socket is unregistered while it is still open.
-     */
+    rc = ngx_shinsei_pg_connect_poll(pc->pgconn, &pc->watch);
 
-    (void) ngx_shinsei_pg_want(pc, 0, 0);
+    if (rc == NGX_AGAIN) {
+        /* the connect timeout carries over to a socket libpq replaced */
 
-    switch (PQconnectPoll(pc->pgconn)) {
-
-    case PGRES_POLLING_READING:
-        if (ngx_shinsei_pg_watch(pc) != NGX_OK
-            || ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK)
-        {
-            break;
+        if (!pc->watch.c->read->timer_set) {
+            left = (ngx_msec_int_t) (pc->deadline - ngx_current_msec);
+            ngx_add_timer(pc->watch.c->read, left > 0 ? left : 1);
         }
 
         return;
+    }
 
-    case PGRES_POLLING_WRITING:
-        if (ngx_shinsei_pg_watch(pc) != NGX_OK
-            || ngx_shinsei_pg_want(pc, 0, 1) != NGX_OK)
-        {
-            break;
-        }
-
-        return;
-
-    case PGRES_POLLING_OK:
-        if (ngx_shinsei_pg_watch(pc) != NGX_OK) {
-            break;
-        }
-
-        if (pc->c->read->timer_set) {
-            ngx_del_timer(pc->c->read);
+    if (rc == NGX_OK) {
+        if (pc->watch.c->read->timer_set) {
+            ngx_del_timer(pc->watch.c->read);
         }
 
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
                        "shinsei: database connection established");
 
-        if (pc == &pool->listener) {
-            if (PQsendQuery(pc->pgconn, pool->listen_sql)) {
-                pc->state = NGX_SHINSEI_PG_CONN_SENDING;
-                ngx_add_timer(pc->c->read, pool->conf->query_timeout);
-
-                if (ngx_shinsei_pg_flush(pc) != NGX_OK) {
-                    ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
-                }
-
-                return;
-            }
-
-            ngx_shinsei_pg_log_error(pool->log, "LISTEN", pc->pgconn);
-            break;
-        }
-
         pool->stats.backoff = 0;
         pc->state = NGX_SHINSEI_PG_CONN_IDLE;
         ngx_shinsei_pg_release(pc);
         return;
-
-    default:
-        ngx_shinsei_pg_log_error(pool->log, "connection to the database",
-                                 pc->pgconn);
-        pool->stats.connect_failures++;
-        ngx_shinsei_pg_next_host(pc);
-        break;
     }
 
+    ngx_shinsei_pg_host_failed(1);
     ngx_shinsei_pg_close(pc);
     ngx_shinsei_pg_refill();
     ngx_shinsei_pg_fail_waiting();
@@ -807,10 +743,8 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
     pc->query = q;
     pc->result = NULL;
     pc->preparing = 0;
-    pc->c->log = q->log;
-    pc->c->read->log = q->log;
-    pc->c->write->log = q->log;
-    pc->c->idle = 0;
+    pc->watch.c->idle = 0;
+    ngx_shinsei_watch_log(&pc->watch, q->log);
     q->conn = pc;
 
     if (ngx_shinsei_pg_send_query(pc, q) != NGX_OK
@@ -834,9 +768,8 @@ ngx_shinsei_pg_start(ngx_shinsei_pg_conn_t *pc, ngx_shinsei_pg_query_t *q)
         return;
     }
 
-    pc->reused = 1;
-
-    ngx_add_timer(pc->c->read, pool->conf->query_timeout);
+    ngx_add_timer(pc->watch.c->read,
+                  pool->conf->query_timeout + NGX_SHINSEI_PG_GRACE);
 }
 
 
@@ -900,14 +833,14 @@ ngx_shinsei_pg_flush(ngx_shinsei_pg_conn_t *pc)
 
     case 0:
         pc->state = NGX_SHINSEI_PG_CONN_RECEIVING;
-        return ngx_shinsei_pg_want(pc, 1, 0);
+        return ngx_shinsei_watch_want(&pc->watch, 1, 0);
 
     case 1:
         /* libpq: wait for either, reading consumes input to unblock */
-        return ngx_shinsei_pg_want(pc, 1, 1);
+        return ngx_shinsei_watch_want(&pc->watch, 1, 1);
 
     default:
-        ngx_shinsei_pg_log_error(pc->c->log, "PQflush()", pc->pgconn);
+        ngx_shinsei_pg_log_error(pc->watch.c->log, "PQflush()", pc->pgconn);
         return NGX_ERROR;
     }
 }
@@ -921,7 +854,8 @@ ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
     ngx_uint_t   id;
 
     if (!PQconsumeInput(pc->pgconn)) {
-        ngx_shinsei_pg_log_error(pc->c->log, "PQconsumeInput()", pc->pgconn);
+        ngx_shinsei_pg_log_error(pc->watch.c->log, "PQconsumeInput()",
+                                 pc->pgconn);
         ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_UNAVAILABLE);
         return;
     }
@@ -953,7 +887,7 @@ ngx_shinsei_pg_receive(ngx_shinsei_pg_conn_t *pc)
                 pc->result = NULL;
 
                 if (pc->query == NULL) {
-                    /* cancelled meanwhile: nothing more to run */
+                    /* given up meanwhile: nothing ran, nothing to cancel */
                     ngx_shinsei_pg_complete(pc, NGX_SHINSEI_PG_OK);
                     return;
                 }
@@ -991,8 +925,11 @@ ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc)
 {
     PGnotify  *notify;
 
-    if (pc->c->close) {
-        ngx_queue_remove(&pc->queue);
+    if (pc->watch.c->close) {
+        if (pc->state == NGX_SHINSEI_PG_CONN_IDLE) {
+            ngx_queue_remove(&pc->queue);
+        }
+
         ngx_shinsei_pg_close(pc);
         return;
     }
@@ -1003,7 +940,11 @@ ngx_shinsei_pg_idle_check(ngx_shinsei_pg_conn_t *pc)
         ngx_log_error(NGX_LOG_WARN, ngx_shinsei_pg_pool->log, 0,
                       ngx_shinsei_log_prefix "idle database connection "
                       "closed: %s", PQerrorMessage(pc->pgconn));
-        ngx_queue_remove(&pc->queue);
+
+        if (pc->state == NGX_SHINSEI_PG_CONN_IDLE) {
+            ngx_queue_remove(&pc->queue);
+        }
+
         ngx_shinsei_pg_close(pc);
         return;
     }
@@ -1018,8 +959,8 @@ static void
 ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     ngx_shinsei_pg_status_e status)
 {
+    char                    *state;
     PGresult                *res;
-    ngx_uint_t               i;
     ngx_shinsei_pg_pool_t   *pool;
     ngx_shinsei_pg_query_t  *q;
 
@@ -1031,31 +972,21 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     pc->query = NULL;
     pc->result = NULL;
 
-    if (pc->c->read->timer_set) {
-        ngx_del_timer(pc->c->read);
+    if (pc->watch.c->read->timer_set) {
+        ngx_del_timer(pc->watch.c->read);
     }
 
-    if (pc == &pool->listener) {
-        PQclear(res);
+    if (status == NGX_SHINSEI_PG_FAILED) {
+        /* the server's own timeouts: statement_timeout, lock_timeout */
 
-        if (status != NGX_SHINSEI_PG_OK
-            || ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK)
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (state
+            && (ngx_strcmp(state, "57014") == 0
+                || ngx_strcmp(state, "55P03") == 0))
         {
-            ngx_shinsei_pg_close(pc);
-            return;
+            status = NGX_SHINSEI_PG_TIMEDOUT;
         }
-
-        /* listening: whatever was missed while away is looked at now */
-
-        pc->state = NGX_SHINSEI_PG_CONN_LISTENING;
-        pool->listen_backoff = 0;
-
-        for (i = 0; i < pool->nchannels; i++) {
-            pool->channels[i].notify(&pool->channels[i].channel, NULL,
-                                     pool->channels[i].data);
-        }
-
-        return;
     }
 
     switch (status) {
@@ -1070,9 +1001,14 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
         break;
 
     case NGX_SHINSEI_PG_TIMEDOUT:
-        pool->stats.timedout++;
-        ngx_shinsei_pg_close(pc);
-        ngx_shinsei_pg_refill();
+        if (q) {
+            pool->stats.timedout++;
+            ngx_log_error(NGX_LOG_ERR, q->log, 0,
+                          ngx_shinsei_log_prefix "query timed out; the "
+                          "server rolled it back");
+        }
+
+        ngx_shinsei_pg_release(pc);
         break;
 
     default:
@@ -1090,6 +1026,76 @@ ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
     }
 
     PQclear(res);
+}
+
+
+/*
+ * Nobody waits for the query on pc any more.  A statement that the
+ * server may be running is cancelled there, with a query of its own on
+ * another connection; pc's answer is read and thrown away.
+ */
+
+static void
+ngx_shinsei_pg_abandon(ngx_shinsei_pg_conn_t *pc)
+{
+    int                     pid;
+    ngx_shinsei_pg_pool_t  *pool;
+
+    pool = ngx_shinsei_pg_pool;
+
+    pc->abandoned = 1;
+    ngx_shinsei_watch_log(&pc->watch, pool->log);
+
+    if (pc->preparing || pc->cancel_sent) {
+        /* only a statement being prepared: nothing runs yet */
+        return;
+    }
+
+    pid = PQbackendPID(pc->pgconn);
+
+    if (pid <= 0 || pool->exiting) {
+        return;
+    }
+
+    *ngx_sprintf(pc->pid, "%d", pid) = '\0';
+
+    ngx_log_error(NGX_LOG_INFO, pool->log, 0,
+                  ngx_shinsei_log_prefix "cancelling the query of "
+                  "database backend %d", pid);
+
+    ngx_memzero(&pc->canceller, sizeof(ngx_shinsei_pg_query_t));
+    pc->cancel_values[0] = (char *) pc->pid;
+    pc->canceller.stmt = &ngx_shinsei_pg_cancel_stmt;
+    pc->canceller.nparams = 1;
+    pc->canceller.values = pc->cancel_values;
+    pc->canceller.done = ngx_shinsei_pg_cancelled;
+    pc->canceller.data = pc;
+    pc->canceller.log = pool->log;
+    pc->canceller.internal = 1;
+
+    pc->cancel_sent = 1;
+    pool->stats.cancels++;
+
+    ngx_shinsei_pg_send(&pc->canceller);
+}
+
+
+static void
+ngx_shinsei_pg_cancelled(ngx_shinsei_pg_query_t *q)
+{
+    ngx_shinsei_pg_conn_t  *pc;
+
+    pc = q->data;
+    pc->cancel_sent = 0;
+
+    if (q->status != NGX_SHINSEI_PG_OK) {
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_WARN, "cancelling a query");
+    }
+
+    if (pc->state == NGX_SHINSEI_PG_CONN_CANCELLING) {
+        /* the statement ended before its cancel did: free for others */
+        ngx_shinsei_pg_release(pc);
+    }
 }
 
 
@@ -1111,10 +1117,25 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
         return;
     }
 
+    pc->abandoned = 0;
+
+    if (pc->cancel_sent) {
+
+        if (pc->canceller.waiting) {
+            /* the statement ended first: its cancel is moot */
+            ngx_shinsei_pg_cancel(&pc->canceller);
+            pc->cancel_sent = 0;
+
+        } else {
+            /* the cancel runs: a late one must not hit the next query */
+            pc->state = NGX_SHINSEI_PG_CONN_CANCELLING;
+            (void) ngx_shinsei_watch_want(&pc->watch, 1, 0);
+            return;
+        }
+    }
+
     pc->state = NGX_SHINSEI_PG_CONN_IDLE;
-    pc->c->log = pool->log;
-    pc->c->read->log = pool->log;
-    pc->c->write->log = pool->log;
+    ngx_shinsei_watch_log(&pc->watch, pool->log);
 
     if (!ngx_queue_empty(&pool->waiting)) {
         head = ngx_queue_head(&pool->waiting);
@@ -1132,13 +1153,13 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
         return;
     }
 
-    if (ngx_shinsei_pg_want(pc, 1, 0) != NGX_OK) {
+    if (ngx_shinsei_watch_want(&pc->watch, 1, 0) != NGX_OK) {
         ngx_shinsei_pg_close(pc);
         ngx_shinsei_pg_refill();
         return;
     }
 
-    pc->c->idle = 1;
+    pc->watch.c->idle = 1;
     ngx_queue_insert_head(&pool->idle, &pc->queue);
 }
 
@@ -1146,13 +1167,13 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
 static void
 ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc)
 {
-    if (pc->c) {
-        if (pc->c->read->timer_set) {
-            ngx_del_timer(pc->c->read);
-        }
-
-        ngx_shinsei_pg_unwatch(pc);
+    if (pc->cancel_sent) {
+        /* its statement goes with the connection, or is running alone */
+        ngx_shinsei_pg_cancel(&pc->canceller);
+        pc->cancel_sent = 0;
     }
+
+    ngx_shinsei_watch_release(&pc->watch);
 
     if (pc->result) {
         PQclear(pc->result);
@@ -1166,241 +1187,7 @@ ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc)
 
     pc->state = NGX_SHINSEI_PG_CONN_FREE;
     pc->query = NULL;
-
-    if (pc == &ngx_shinsei_pg_pool->listener && !ngx_shinsei_pg_pool->exiting
-        && !ngx_exiting && !ngx_terminate && !ngx_quit)
-    {
-        ngx_shinsei_pg_pool->listen_backoff =
-            ngx_max(NGX_SHINSEI_PG_BACKOFF_MIN,
-                    ngx_min(ngx_shinsei_pg_pool->listen_backoff * 2,
-                            NGX_SHINSEI_PG_BACKOFF_MAX));
-
-        if (!ngx_shinsei_pg_pool->listen_retry.timer_set) {
-            ngx_add_timer(&ngx_shinsei_pg_pool->listen_retry,
-                          ngx_shinsei_pg_pool->listen_backoff);
-        }
-    }
-}
-
-
-static void
-ngx_shinsei_pg_listen_retry(ngx_event_t *ev)
-{
-    ngx_shinsei_pg_pool_t  *pool;
-
-    pool = ngx_shinsei_pg_pool;
-
-    if (pool == NULL || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (pool->listener.state == NGX_SHINSEI_PG_CONN_FREE
-        && ngx_shinsei_pg_open(&pool->listener) != NGX_OK)
-    {
-        ngx_shinsei_pg_close(&pool->listener);
-    }
-}
-
-
-static void
-ngx_shinsei_pg_listen_check(ngx_shinsei_pg_conn_t *pc)
-{
-    ngx_str_t                  channel, payload;
-    PGnotify                  *notify;
-    ngx_uint_t                 i, seen;
-    ngx_shinsei_pg_pool_t     *pool;
-    ngx_shinsei_pg_channel_t  *ch;
-
-    pool = ngx_shinsei_pg_pool;
-
-    if (pc->c->close
-        || !PQconsumeInput(pc->pgconn)
-        || PQstatus(pc->pgconn) != CONNECTION_OK)
-    {
-        if (!pc->c->close) {
-            ngx_shinsei_pg_log_error(pool->log, "the LISTEN connection",
-                                     pc->pgconn);
-        }
-
-        ngx_shinsei_pg_close(pc);
-        return;
-    }
-
-    seen = 0;
-
-    while ((notify = PQnotifies(pc->pgconn)) != NULL) {
-        channel.data = (u_char *) notify->relname;
-        channel.len = ngx_strlen(notify->relname);
-        payload.data = (u_char *) notify->extra;
-        payload.len = ngx_strlen(notify->extra);
-
-        /* a burst of notifications is one call per channel */
-
-        for (i = 0; i < pool->nchannels; i++) {
-            ch = &pool->channels[i];
-
-            if (ch->channel.len == channel.len
-                && ngx_strncmp(ch->channel.data, channel.data, channel.len)
-                   == 0
-                && !(seen & (1 << i)))
-            {
-                seen |= 1 << i;
-                ch->notify(&channel, &payload, ch->data);
-            }
-        }
-
-        PQfreemem(notify);
-    }
-}
-
-
-static ngx_int_t
-ngx_shinsei_pg_watch(ngx_shinsei_pg_conn_t *pc)
-{
-    ngx_socket_t       fd;
-    ngx_connection_t  *c;
-
-    fd = PQsocket(pc->pgconn);
-
-    if (fd == (ngx_socket_t) -1) {
-        ngx_log_error(NGX_LOG_ERR, ngx_shinsei_pg_pool->log, 0,
-                      ngx_shinsei_log_prefix "libpq has no socket");
-        return NGX_ERROR;
-    }
-
-    if (pc->c) {
-        if (pc->c->fd == fd) {
-            return NGX_OK;
-        }
-
-        /* libpq closed the old socket: nothing is left to unregister */
-
-        if (pc->c->read->timer_set) {
-            ngx_del_timer(pc->c->read);
-        }
-
-        pc->c->read->active = 0;
-        pc->c->write->active = 0;
-        ngx_shinsei_pg_unwatch(pc);
-    }
-
-    c = ngx_get_connection(fd, ngx_shinsei_pg_pool->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = pc;
-    c->read->handler = ngx_shinsei_pg_event_handler;
-    c->write->handler = ngx_shinsei_pg_event_handler;
-    c->read->log = c->log;
-    c->write->log = c->log;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-
-    pc->c = c;
-
-    if (pc->state == NGX_SHINSEI_PG_CONN_CONNECTING) {
-        /* the connect timeout carries over to a socket libpq replaced */
-        ngx_add_timer(c->read,
-                      (ngx_msec_int_t) (pc->deadline - ngx_current_msec) > 0
-                      ? pc->deadline - ngx_current_msec : 1);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_shinsei_pg_want(ngx_shinsei_pg_conn_t *pc, ngx_uint_t rd, ngx_uint_t wr)
-{
-    ngx_connection_t  *c;
-
-    c = pc->c;
-
-    if (rd && !c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else if (!rd && c->read->active) {
-        if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (wr && !c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else if (!wr && c->write->active) {
-        if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_shinsei_pg_unwatch(ngx_shinsei_pg_conn_t *pc)
-{
-    ngx_connection_t  *c;
-
-    c = pc->c;
-
-    if (c == NULL) {
-        return;
-    }
-
-    /* libpq closes the socket itself: no syscall is needed */
-
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    c->idle = 0;
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-    pc->c = NULL;
-}
-
-
-/*
- * A host of a multi-host string failed (down, silent, or a standby when
- * target_session_attrs=read-write asks for the primary): the next
- * connection tries the next host at once; once every host has failed,
- * the pool pauses before it starts over.
- */
-
-static void
-ngx_shinsei_pg_next_host(ngx_shinsei_pg_conn_t *pc)
-{
-    ngx_shinsei_pg_pool_t  *pool;
-
-    pool = ngx_shinsei_pg_pool;
-
-    pool->host = (pool->host + 1) % pool->conf->hosts->nelts;
-
-    if (pool->host == 0 && pc != &pool->listener) {
-        ngx_shinsei_pg_backoff();
-    }
+    pc->abandoned = 0;
 }
 
 
@@ -1525,78 +1312,4 @@ ngx_shinsei_pg_notice(void *arg, const char *message)
 {
     ngx_log_error(NGX_LOG_NOTICE, (ngx_log_t *) arg, 0,
                   ngx_shinsei_log_prefix "database says: %s", message);
-}
-
-
-static void
-ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what, PGconn *pgconn)
-{
-    u_char  *msg, *last;
-
-    msg = (u_char *) PQerrorMessage(pgconn);
-    last = msg + ngx_strlen(msg);
-
-    while (last > msg && (last[-1] == '\n' || last[-1] == ' ')) {
-        last--;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  ngx_shinsei_log_prefix "%s failed: %*s",
-                  what, (size_t) (last - msg), msg);
-}
-
-
-static char *
-ngx_shinsei_pg_split(ngx_conf_t *cf, const char *list, ngx_array_t *out)
-{
-    u_char     *p, *last, *comma;
-    ngx_str_t  *item;
-
-    p = (u_char *) list;
-    last = p + ngx_strlen(list);
-
-    for ( ;; ) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        item = ngx_array_push(out);
-        if (item == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        item->data = p;
-        item->len = comma - p;
-
-        if (comma == last) {
-            return NGX_CONF_OK;
-        }
-
-        p = comma + 1;
-    }
-}
-
-
-/* keyword='value' with \ and ' escaped, as libpq reads them */
-
-static u_char *
-ngx_shinsei_pg_quote(u_char *p, const char *keyword, ngx_str_t *value)
-{
-    u_char  *v;
-
-    p = ngx_sprintf(p, "%s='", keyword);
-
-    for (v = value->data; v < value->data + value->len; v++) {
-        if (*v == '\\' || *v == '\'') {
-            *p++ = '\\';
-        }
-
-        *p++ = *v;
-    }
-
-    *p++ = '\'';
-    *p++ = ' ';
-
-    return p;
 }

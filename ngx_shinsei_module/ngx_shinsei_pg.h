@@ -9,6 +9,7 @@
 
 
 #include "ngx_shinsei_common.h"
+#include "ngx_shinsei_watch.h"
 #include <libpq-fe.h>
 
 
@@ -19,10 +20,10 @@ typedef struct ngx_shinsei_pg_query_s  ngx_shinsei_pg_query_t;
  * A statement is prepared once on each connection, on first use there,
  * and then only executed: the server parses and plans it once.
  */
-typedef struct {
+struct ngx_shinsei_pg_stmt_s {
     const char                *sql;
     ngx_uint_t                 id;        /* given per worker on first use */
-} ngx_shinsei_pg_stmt_t;
+};
 
 #define ngx_shinsei_pg_stmt(text)  { text, 0 }
 
@@ -58,6 +59,7 @@ struct ngx_shinsei_pg_query_s {
     void                      *conn;
     unsigned                   waiting:1;
     unsigned                   retried:1;
+    unsigned                   internal:1;   /* a cancel: never cancelled */
 };
 
 
@@ -67,11 +69,13 @@ typedef struct {
     ngx_uint_t                 idle;
     ngx_uint_t                 busy;
     ngx_uint_t                 connecting;
+    ngx_uint_t                 cancelling;
     ngx_uint_t                 waiting;
     ngx_uint_t                 queries;
     ngx_uint_t                 failed;
     ngx_uint_t                 unavailable;
     ngx_uint_t                 timedout;
+    ngx_uint_t                 cancels;
     ngx_uint_t                 connects;
     ngx_uint_t                 connect_failures;
     ngx_msec_t                 backoff;
@@ -82,19 +86,34 @@ typedef void (*ngx_shinsei_pg_notify_pt)(ngx_str_t *channel,
     ngx_str_t *payload, void *data);
 
 
-char *ngx_shinsei_pg_parse_hosts(ngx_conf_t *cf,
-    ngx_shinsei_db_conf_t *db, PQconninfoOption *opts);
+/* ngx_shinsei_pg_conf.c */
+char *ngx_shinsei_pg_conf_db(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* ngx_shinsei_pg.c */
 ngx_int_t ngx_shinsei_pg_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_db_conf_t *conf);
 void ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle);
-
-ngx_int_t ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
-    ngx_shinsei_pg_notify_pt notify, void *data);
-ngx_uint_t ngx_shinsei_pg_listening(void);
-
 void ngx_shinsei_pg_send(ngx_shinsei_pg_query_t *q);
 void ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q);
 void ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st);
+void ngx_shinsei_pg_log_failure(ngx_shinsei_pg_query_t *q,
+    ngx_uint_t level, const char *what);
+
+/* for the LISTEN connection of ngx_shinsei_pg_listen.c */
+ngx_shinsei_db_conf_t *ngx_shinsei_pg_conf(void);
+PGconn *ngx_shinsei_pg_connect_start(ngx_log_t *log);
+ngx_int_t ngx_shinsei_pg_connect_poll(PGconn *pgconn,
+    ngx_shinsei_watch_t *w);
+void ngx_shinsei_pg_host_failed(ngx_uint_t backoff);
+void ngx_shinsei_pg_log_error(ngx_log_t *log, const char *what,
+    PGconn *pgconn);
+
+/* ngx_shinsei_pg_listen.c */
+ngx_int_t ngx_shinsei_pg_listen(ngx_cycle_t *cycle, const char *channel,
+    ngx_shinsei_pg_notify_pt notify, void *data);
+ngx_uint_t ngx_shinsei_pg_listening(void);
+void ngx_shinsei_pg_listen_exit_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_SHINSEI_PG_H_INCLUDED_ */

@@ -20,6 +20,7 @@ typedef struct {
     ngx_shinsei_pg_query_t     query;
     const char                *params[2];
     u_char                     buf[2 * NGX_TIME_T_LEN + 2];
+    ngx_uint_t                 failures;
     unsigned                   busy:1;
 } ngx_shinsei_purge_t;
 
@@ -92,6 +93,13 @@ ngx_shinsei_purge_init_process(ngx_cycle_t *cycle,
 }
 
 
+ngx_uint_t
+ngx_shinsei_purge_failures(void)
+{
+    return ngx_shinsei_purge ? ngx_shinsei_purge->failures : 0;
+}
+
+
 void
 ngx_shinsei_purge_exit_process(ngx_cycle_t *cycle)
 {
@@ -148,7 +156,11 @@ ngx_shinsei_purge_done(ngx_shinsei_pg_query_t *q)
     pg = q->data;
     pg->busy = 0;
 
-    if (q->status == NGX_SHINSEI_PG_OK && PQntuples(q->result) == 1) {
+    if (q->status != NGX_SHINSEI_PG_OK) {
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_ERR, "the purge");
+        pg->failures++;
+
+    } else if (PQntuples(q->result) == 1) {
         ngx_log_error(NGX_LOG_INFO, q->log, 0,
                       ngx_shinsei_log_prefix "purged %s sessions, "
                       "%s failed logins, %s tokens, %s mails",

@@ -14,6 +14,7 @@
 ngx_int_t ngx_shinsei_purge_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_main_conf_t *smcf);
 void ngx_shinsei_purge_exit_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_shinsei_purge_failures(void);
 
 
 #endif /* _NGX_SHINSEI_PURGE_H_INCLUDED_ */

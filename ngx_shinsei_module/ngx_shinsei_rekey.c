@@ -22,6 +22,7 @@
 #include "ngx_shinsei_rekey.h"
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_string.h"
 
 
 #define NGX_SHINSEI_REKEY_BATCH  100
@@ -46,6 +47,7 @@ typedef struct {
     ngx_uint_t                 full;            /* the batch was full */
     ngx_uint_t                 replaced;        /* in this pass */
     ngx_uint_t                 failed;          /* in this pass */
+    ngx_uint_t                 failures;        /* queries, all told */
     unsigned                   busy:1;
 } ngx_shinsei_rekey_t;
 
@@ -58,7 +60,6 @@ static void ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_rekey_applied(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_rekey_next(ngx_shinsei_rekey_t *rk);
 static void ngx_shinsei_rekey_free(ngx_shinsei_rekey_t *rk);
-static char *ngx_shinsei_rekey_cstr(ngx_pool_t *pool, ngx_str_t *s);
 
 
 /* every encrypted value, as sql/006_rekey.sql names them */
@@ -119,6 +120,13 @@ ngx_shinsei_rekey_init_process(ngx_cycle_t *cycle,
                                       smcf->purge_interval));
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_shinsei_rekey_failures(void)
+{
+    return ngx_shinsei_rekey ? ngx_shinsei_rekey->failures : 0;
 }
 
 
@@ -186,7 +194,7 @@ ngx_shinsei_rekey_read(ngx_shinsei_rekey_t *rk)
     }
 
     rk->params[0] = ngx_shinsei_rekey_targets[rk->target];
-    rk->params[1] = ngx_shinsei_rekey_cstr(rk->pool, &id);
+    rk->params[1] = ngx_shinsei_string_cstr(rk->pool, &id);
     rk->params[2] = (char *) rk->after;
 
     ngx_sprintf(rk->batch, "%d%Z", NGX_SHINSEI_REKEY_BATCH);
@@ -236,10 +244,10 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
     rk->busy = 0;
 
     if (q->status != NGX_SHINSEI_PG_OK) {
-        /* the database is away: the next pass starts over */
-        ngx_log_error(NGX_LOG_WARN, rk->log, 0,
-                      ngx_shinsei_log_prefix "re-encryption paused: "
-                      "the database did not answer");
+        /* the next pass starts over */
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_ERR,
+                                   "reading a re-encryption batch");
+        rk->failures++;
         ngx_shinsei_rekey_free(rk);
         ngx_add_timer(&rk->timer, rk->smcf->purge_interval);
         return;
@@ -262,8 +270,8 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
         old.data = (u_char *) PQgetvalue(q->result, i, 2);
         old.len = PQgetlength(q->result, i, 2);
 
-        if (ngx_shinsei_decrypt(rk->pool, &old, PQgetvalue(q->result, i, 1),
-                                &plain)
+        if (ngx_shinsei_crypto_decrypt(rk->pool, &old,
+                                       PQgetvalue(q->result, i, 1), &plain)
             != NGX_OK)
         {
             /* an unknown key id or a damaged value: counted, left alone */
@@ -271,8 +279,8 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
             continue;
         }
 
-        if (ngx_shinsei_encrypt(rk->pool, &plain, PQgetvalue(q->result, i, 1),
-                                &fresh)
+        if (ngx_shinsei_crypto_encrypt(rk->pool, &plain,
+                                       PQgetvalue(q->result, i, 1), &fresh)
             != NGX_OK)
         {
             ngx_explicit_memzero(plain.data, plain.len);
@@ -282,7 +290,7 @@ ngx_shinsei_rekey_got(ngx_shinsei_pg_query_t *q)
 
         ngx_explicit_memzero(plain.data, plain.len);
 
-        value = ngx_shinsei_rekey_cstr(rk->pool, &fresh);
+        value = ngx_shinsei_string_cstr(rk->pool, &fresh);
         row = cJSON_CreateObject();
 
         /* the row joins the array last: until then it is ours to free */
@@ -344,9 +352,9 @@ ngx_shinsei_rekey_applied(ngx_shinsei_pg_query_t *q)
     rk->busy = 0;
 
     if (q->status != NGX_SHINSEI_PG_OK || PQntuples(q->result) != 1) {
-        ngx_log_error(NGX_LOG_WARN, rk->log, 0,
-                      ngx_shinsei_log_prefix "re-encryption paused: "
-                      "the database did not take a batch");
+        ngx_shinsei_pg_log_failure(q, NGX_LOG_ERR,
+                                   "writing a re-encryption batch");
+        rk->failures++;
         ngx_shinsei_rekey_free(rk);
         ngx_add_timer(&rk->timer, rk->smcf->purge_interval);
         return;
@@ -415,20 +423,4 @@ ngx_shinsei_rekey_free(ngx_shinsei_rekey_t *rk)
         ngx_destroy_pool(rk->pool);
         rk->pool = NULL;
     }
-}
-
-
-static char *
-ngx_shinsei_rekey_cstr(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, s->len + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *ngx_cpymem(p, s->data, s->len) = '\0';
-
-    return (char *) p;
 }

@@ -3,7 +3,7 @@
  * Copyright (C) ngx_shinsei developers
  *
  * Method + path -> handler.  Each feature file exports a table of routes;
- * an application (citizen, later staff) is the list of its tables.  Path
+ * an application (ngx_shinsei_app.c) is the list of its tables.  Path
  * patterns are literal segments and ":name" segments, which match one
  * non-empty segment and are handed to the handler in order.
  */
@@ -12,46 +12,17 @@
 #include "ngx_shinsei_router.h"
 
 
-extern ngx_shinsei_route_t  ngx_shinsei_catalogue_routes[];
-extern ngx_shinsei_route_t  ngx_shinsei_health_routes[];
-extern ngx_shinsei_route_t  ngx_shinsei_signup_routes[];
-extern ngx_shinsei_route_t  ngx_shinsei_login_routes[];
-extern ngx_shinsei_route_t  ngx_shinsei_password_routes[];
-extern ngx_shinsei_route_t  ngx_shinsei_mypage_routes[];
-
-
-static ngx_shinsei_route_t  *ngx_shinsei_citizen_app[] = {
-    ngx_shinsei_catalogue_routes,
-    ngx_shinsei_signup_routes,
-    ngx_shinsei_login_routes,
-    ngx_shinsei_password_routes,
-    ngx_shinsei_mypage_routes,
-    ngx_shinsei_health_routes,
-    NULL
-};
-
-
 static ngx_uint_t ngx_shinsei_router_match(ngx_http_request_t *r,
     ngx_str_t *pattern, ngx_str_t *params, ngx_uint_t *nparams);
 
 
 ngx_int_t
 ngx_shinsei_router_find(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    ngx_uint_t app)
+    ngx_shinsei_route_t **tables)
 {
     ngx_str_t             params[NGX_SHINSEI_MAX_PARAMS];
     ngx_uint_t            i, n, path_found;
-    ngx_shinsei_route_t  *rt, **tables;
-
-    switch (app) {
-
-    case NGX_SHINSEI_APP_CITIZEN:
-        tables = ngx_shinsei_citizen_app;
-        break;
-
-    default:
-        return NGX_HTTP_NOT_FOUND;
-    }
+    ngx_shinsei_route_t  *rt;
 
     path_found = 0;
     ctx->allow = 0;
@@ -77,7 +48,7 @@ ngx_shinsei_router_find(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
             if (n) {
                 ctx->params = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
                 if (ctx->params == NULL) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                    return NGX_ERROR;
                 }
 
                 for (i = 0; i < n; i++) {
@@ -89,7 +60,11 @@ ngx_shinsei_router_find(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         }
     }
 
-    return path_found ? NGX_HTTP_NOT_ALLOWED : NGX_HTTP_NOT_FOUND;
+    /* no route: ctx->error is the page to answer with */
+
+    ctx->error = path_found ? NGX_HTTP_NOT_ALLOWED : NGX_HTTP_NOT_FOUND;
+
+    return NGX_DECLINED;
 }
 
 

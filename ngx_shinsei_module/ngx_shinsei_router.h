@@ -15,7 +15,7 @@
 
 /* the page has forms: a session (and so a CSRF token) is made for it */
 #define NGX_SHINSEI_ROUTE_SESSION    0x01
-/* the page is for a logged-in resident */
+/* the page is for a logged-in user (the app's login_level) */
 #define NGX_SHINSEI_ROUTE_LOGIN      0x02
 /* no tenant, no session: health checks */
 #define NGX_SHINSEI_ROUTE_BARE       0x04
@@ -35,7 +35,7 @@ struct ngx_shinsei_route_s {
 
 
 ngx_int_t ngx_shinsei_router_find(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, ngx_uint_t app);
+    ngx_shinsei_ctx_t *ctx, ngx_shinsei_route_t **tables);
 
 
 #endif /* _NGX_SHINSEI_ROUTER_H_INCLUDED_ */

@@ -2,98 +2,107 @@
 /*
  * Copyright (C) ngx_shinsei developers
  *
- * Sessions live in the sessions table, keyed by the SHA-256 of a 256-bit
- * random ID that only the browser holds (cookie "__Host-sid": Secure,
- * HttpOnly, SameSite=Lax).  The CSRF token of a session is derived from
- * its ID, so it needs no storage and changes when the ID does.  Loading a
- * session, touching it and, for pages with forms, making a new one are one
- * SQL statement.
+ * Sessions.  The browser holds a 256-bit random ID in the app's cookie
+ * (__Host-sid for residents: Secure, HttpOnly, SameSite=Lax); the
+ * sessions table holds its SHA-256, the kind of user (the app's), who is
+ * logged in and how far they authenticated.  The CSRF token of a session
+ * is derived from its ID, so it needs no storage and changes when the ID
+ * does.
+ *
+ * The steps here: the session (loaded, touched and, for pages with forms,
+ * made, in one statement of the app's), login required, and CSRF.
+ *
+ * Live sessions are kept in a shared-memory zone (shinsei_session_cache,
+ * ngx_shinsei_session_cache.c), one per nginx, looked up by the ID's
+ * hash, so a logged-in page costs no query.  PostgreSQL stays the truth:
+ *
+ * - a miss reads it, and keeps what it read unless a session was
+ *   forgotten meanwhile (it could be this one);
+ * - logout, a password change, leaving and the pages that change what a
+ *   session shows forget the entries at once here, and every statement
+ *   that deletes sessions or changes an account NOTIFYs shinsei_session
+ *   with their hashes (sql/008), which every worker of every node reads;
+ * - nothing is served from the zone while this worker's LISTEN connection
+ *   is down, and the zone is emptied when it comes back;
+ * - an entry lives at most the zone's ttl (60 s at most), so the
+ *   once-a-minute touch of the row still happens, at the next miss;
+ * - the idle and absolute timeouts are checked on every hit.
  */
 
 
 #include "ngx_shinsei_session.h"
+#include "ngx_shinsei_session_cache.h"
 #include "ngx_shinsei_body.h"
 #include "ngx_shinsei_crypto.h"
-#include "ngx_shinsei_form.h"
 #include "ngx_shinsei_db.h"
-#include "ngx_shinsei_handler.h"
+#include "ngx_shinsei_response.h"
 #include "ngx_shinsei_router.h"
+#include "ngx_shinsei_string.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 
 static ngx_int_t ngx_shinsei_session_loaded(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_shinsei_session_user(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
+static ngx_int_t ngx_shinsei_session_cookie_value(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_shinsei_session_header_filter(ngx_http_request_t *r);
+static ngx_str_t *ngx_shinsei_session_cookie_name(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
 static ngx_uint_t ngx_shinsei_session_insecure(ngx_http_request_t *r);
-static void ngx_shinsei_session_csrf(ngx_str_t *id, u_char *token);
 static ngx_int_t ngx_shinsei_session_derive_csrf(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
+static void ngx_shinsei_session_hash(ngx_str_t *id, u_char *hash);
+static ngx_int_t ngx_shinsei_session_hex(ngx_pool_t *pool, u_char *hash,
+    ngx_str_t *hex);
+static ngx_int_t ngx_shinsei_session_login_redirect(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
 
+static ngx_http_output_header_filter_pt  ngx_shinsei_session_next_header;
 
+ngx_int_t
+ngx_shinsei_session_init(ngx_conf_t *cf)
+{
+    ngx_shinsei_session_next_header = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_shinsei_session_header_filter;
 
-static ngx_str_t  ngx_shinsei_session_cookie_secure =
-    ngx_string("__Host-sid");
-static ngx_str_t  ngx_shinsei_session_cookie_plain = ngx_string("sid");
+    return NGX_OK;
+}
 
 
 /*
- * $1 the hash of the presented ID (or ''), $2 the city, $3 and $4 the idle
- * and absolute lifetimes in seconds, $5 the hash of a new ID to create a
- * session under when there is no live one (or '' for none).  The touch is
- * written at most once a minute.  A logged-in session brings its
- * resident's name and address (encrypted) for the page header.
+ * The session step.  $1 the hash of the presented ID (or ''), $2 the
+ * city, $3 and $4 the idle and absolute lifetimes in seconds, $5 the hash
+ * of a new ID to create a session under when there is no live one (or ''
+ * for none).  The app's statement answers: live, user id, level, created
+ * and last seen (epoch seconds), profile (JSON), created now.
  */
 
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_session_stmt =
-    ngx_shinsei_pg_stmt(
-    "WITH old AS ("
-    "  SELECT s.id_hash, s.citizen_id, c.name_enc, c.email_enc,"
-    "         s.last_seen_at > now() - make_interval(secs => $3::int)"
-    "         AND s.created_at > now() - make_interval(secs => $4::int)"
-    "         AS live"
-    "  FROM sessions s"
-    "  LEFT JOIN citizens c ON c.id = s.citizen_id AND c.city = s.city"
-    "  WHERE s.id_hash = decode($1, 'hex') AND s.city = $2"
-    "), touch AS ("
-    "  UPDATE sessions s SET last_seen_at = now()"
-    "  FROM old WHERE s.id_hash = old.id_hash AND old.live"
-    "  AND s.last_seen_at < now() - interval '60 seconds'"
-    "), fresh AS ("
-    "  INSERT INTO sessions (id_hash, city)"
-    "  SELECT decode($5, 'hex'), $2"
-    "  WHERE $5 <> '' AND NOT EXISTS (SELECT 1 FROM old WHERE live)"
-    "  RETURNING 1"
-    ")"
-    " SELECT coalesce((SELECT live FROM old), false),"
-    " (SELECT citizen_id FROM old WHERE live),"
-    " (SELECT name_enc FROM old WHERE live),"
-    " (SELECT email_enc FROM old WHERE live),"
-    " EXISTS (SELECT 1 FROM fresh)");
-
-
 ngx_int_t
-ngx_shinsei_session_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+ngx_shinsei_session_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     u_char                   *p;
-    ngx_str_t                 name, value, params[5], new_id, new_hash;
-    ngx_shinsei_srv_conf_t   *sscf;
-    ngx_shinsei_main_conf_t  *smcf;
+    ngx_str_t                 value, params[5], new_id, new_hash, *name;
+    ngx_shinsei_route_t      *rt;
+    ngx_shinsei_session_t    *ss;
+    ngx_shinsei_loc_conf_t   *slcf;
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_shinsei_module);
-    sscf = ngx_http_get_module_srv_conf(r, ngx_shinsei_module);
+    rt = ctx->route;
+    ss = &ctx->session;
 
-    name = ngx_shinsei_session_insecure(r)
-           ? ngx_shinsei_session_cookie_plain
-           : ngx_shinsei_session_cookie_secure;
+    if (rt == NULL || (rt->flags & NGX_SHINSEI_ROUTE_BARE)) {
+        return NGX_DECLINED;
+    }
 
-    ngx_str_null(&value);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_shinsei_module);
 
-    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &name,
-                                          &value)
-        == NGX_DECLINED
+    name = ngx_shinsei_session_cookie_name(r, ctx);
+
+    if (ngx_shinsei_session_cookie_value(r, name, &value) != NGX_OK
         || value.len != NGX_SHINSEI_SESSION_ID_LEN)
     {
         ngx_str_null(&value);
@@ -112,162 +121,177 @@ ngx_shinsei_session_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     ngx_str_set(&params[4], "");
 
     if (value.len) {
-        ctx->session.id.data = ngx_pstrdup(r->pool, &value);
-        if (ctx->session.id.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ss->id.data = ngx_pstrdup(r->pool, &value);
+        if (ss->id.data == NULL) {
+            return NGX_ERROR;
         }
 
-        ctx->session.id.len = value.len;
+        ss->id.len = value.len;
 
-        if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, &params[0])
+        ngx_shinsei_session_hash(&ss->id, ss->hash);
+
+        if (ngx_shinsei_session_cache_get(r->pool, ss, ctx->app->kind,
+                                          &ctx->tenant->code,
+                                          slcf->session_idle,
+                                          slcf->session_absolute)
+            == NGX_OK)
+        {
+            return ngx_shinsei_session_user(r, ctx);
+        }
+
+        if (ngx_shinsei_session_hex(r->pool, ss->hash, &params[0])
             != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
-    } else if (!(ctx->route->flags & NGX_SHINSEI_ROUTE_SESSION)) {
+    } else if (!(rt->flags & NGX_SHINSEI_ROUTE_SESSION)) {
         /* an anonymous visit to a page without forms costs no query */
-        ctx->session_done = 1;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
-    if (ctx->route->flags & NGX_SHINSEI_ROUTE_SESSION) {
-        if (ngx_shinsei_token(r->pool, &new_id, &new_hash) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (rt->flags & NGX_SHINSEI_ROUTE_SESSION) {
+        if (ngx_shinsei_crypto_token(r->pool, &new_id, &new_hash)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
-        ctx->session.new_id = new_id;
+        ss->new_id = new_id;
         params[4] = new_hash;
     }
 
-    params[1] = sscf->tenant;
+    params[1] = ctx->tenant->code;
 
     params[2].data = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN);
     if (params[2].data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    params[2].len = ngx_sprintf(params[2].data, "%T", smcf->session_idle)
+    params[2].len = ngx_sprintf(params[2].data, "%T", slcf->session_idle)
                     - params[2].data;
     params[3].data = params[2].data + params[2].len;
-    params[3].len = ngx_sprintf(params[3].data, "%T", smcf->session_absolute)
+    params[3].len = ngx_sprintf(params[3].data, "%T",
+                                slcf->session_absolute)
                     - params[3].data;
 
-    return ngx_shinsei_db_query(r, &ngx_shinsei_session_stmt, params, 5,
+    return ngx_shinsei_db_query(r, ctx->app->session_stmt, params, 5,
                                 ngx_shinsei_session_loaded, 0);
 }
 
 
-ngx_uint_t
-ngx_shinsei_session_csrf_ok(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+/* a page for logged-in users: the login page first, and back after it */
+
+ngx_int_t
+ngx_shinsei_session_login_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t  *token;
-
-    if (!ctx->session.valid || ctx->session.created) {
-        return 0;
+    if (ctx->route == NULL || !(ctx->route->flags & NGX_SHINSEI_ROUTE_LOGIN))
+    {
+        return NGX_DECLINED;
     }
 
-    token = ngx_shinsei_field(ctx->form, "_csrf");
-
-    if (token == NULL || token->len != ctx->session.csrf.len) {
-        return 0;
+    if (ctx->session.user_id && ctx->session.level >= ctx->app->login_level)
+    {
+        return NGX_DECLINED;
     }
 
-    return CRYPTO_memcmp(token->data, ctx->session.csrf.data, token->len)
-           == 0;
+    return ngx_shinsei_session_login_redirect(r, ctx);
 }
 
 
+/*
+ * Every POST carries the session's CSRF token; a refused one is shown
+ * its form again by the page step, with what was typed.
+ */
+
 ngx_int_t
-ngx_shinsei_session_view(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    cJSON *site)
+ngx_shinsei_session_csrf_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    u_char  *csrf;
-    cJSON   *user;
+    ngx_str_t              *token;
+    ngx_shinsei_session_t  *ss;
 
-    if (ctx->session.valid) {
-        csrf = ngx_pnalloc(r->pool, ctx->session.csrf.len + 1);
-        if (csrf == NULL) {
-            return NGX_ERROR;
-        }
-
-        *ngx_cpymem(csrf, ctx->session.csrf.data, ctx->session.csrf.len)
-            = '\0';
-
-        if (cJSON_AddStringToObject(site, "csrf", (char *) csrf) == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ctx->csrf_done && !ctx->csrf_ok
-        && cJSON_AddTrueToObject(site, "csrf_error") == NULL)
+    if (ctx->route == NULL || r->method != NGX_HTTP_POST
+        || (ctx->route->flags & NGX_SHINSEI_ROUTE_BARE))
     {
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
-    if (ctx->session.expired
-        && cJSON_AddTrueToObject(site, "session_expired") == NULL)
+    ss = &ctx->session;
+    ctx->csrf_checked = 1;
+
+    token = ngx_shinsei_body_field(ctx->form, "_csrf");
+
+    if (ss->valid && !ss->created_now && token
+        && token->len == ss->csrf.len
+        && CRYPTO_memcmp(token->data, ss->csrf.data, token->len) == 0)
     {
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
-    if (ctx->session.citizen_id) {
-        user = cJSON_AddObjectToObject(site, "user");
+    ctx->csrf_refused = 1;
 
-        if (user == NULL
-            || cJSON_AddStringToObject(user, "name",
-                                       ngx_shinsei_cstr(r->pool,
-                                                        &ctx->session.name))
-               == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  ngx_shinsei_log_prefix "form refused: CSRF token "
+                  "missing or not of this session");
 
-    return NGX_OK;
+    return NGX_DECLINED;
 }
 
 
-ngx_int_t
-ngx_shinsei_session_cookie(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
-{
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   value, *name;
-    ngx_uint_t  insecure;
+/*
+ * A value of the session's profile (what the app's statement gave): key
+ * in it, decrypted with aad if aad is not NULL.  NGX_DECLINED if none.
+ */
 
-    if (!ctx->session.created && !ctx->session.ended) {
-        return NGX_OK;
+ngx_int_t
+ngx_shinsei_session_profile(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    const char *key, const char *aad, ngx_str_t *out)
+{
+    cJSON      *doc, *item;
+    ngx_int_t   rc;
+    ngx_str_t   value;
+
+    ngx_str_null(out);
+
+    if (ctx->session.profile.len == 0) {
+        return NGX_DECLINED;
     }
 
-    insecure = ngx_shinsei_session_insecure(r);
-    name = insecure ? &ngx_shinsei_session_cookie_plain
-                    : &ngx_shinsei_session_cookie_secure;
-
-    len = name->len + 1 + ctx->session.id.len
-          + sizeof("; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax") - 1;
-
-    value.data = ngx_pnalloc(r->pool, len);
-    if (value.data == NULL) {
+    doc = cJSON_ParseWithLength((char *) ctx->session.profile.data,
+                                ctx->session.profile.len);
+    if (doc == NULL) {
         return NGX_ERROR;
     }
 
-    if (ctx->session.ended) {
-        p = ngx_sprintf(value.data, "%V=; Max-Age=0; Path=/", name);
+    item = cJSON_GetObjectItemCaseSensitive(doc, key);
+
+    if (!cJSON_IsString(item)) {
+        cJSON_Delete(doc);
+        return NGX_DECLINED;
+    }
+
+    value.data = (u_char *) item->valuestring;
+    value.len = ngx_strlen(item->valuestring);
+
+    if (aad) {
+        rc = ngx_shinsei_crypto_decrypt(r->pool, &value, aad, out);
+
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          ngx_shinsei_log_prefix "cannot decrypt a \"%s\" "
+                          "value of a session: wrong or missing data key",
+                          aad);
+        }
 
     } else {
-        p = ngx_sprintf(value.data, "%V=%V; Path=/", name, &ctx->session.id);
+        out->data = ngx_pstrdup(r->pool, &value);
+        out->len = value.len;
+        rc = out->data ? NGX_OK : NGX_ERROR;
     }
 
-    if (!insecure) {
-        p = ngx_cpymem(p, "; Secure", 8);
-    }
+    cJSON_Delete(doc);
 
-    p = ngx_cpymem(p, "; HttpOnly; SameSite=Lax", 24);
-
-    value.len = p - value.data;
-
-    return ngx_shinsei_add_header(r, "Set-Cookie", &value);
+    return rc;
 }
 
 
@@ -280,12 +304,15 @@ ngx_int_t
 ngx_shinsei_session_rotate(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_str_t *old, ngx_str_t *fresh)
 {
-    ngx_str_t  id;
+    ngx_str_t               id;
+    ngx_shinsei_session_t  *ss;
 
-    if (ctx->session.id.len) {
-        if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, old)
-            != NGX_OK)
-        {
+    ss = &ctx->session;
+
+    if (ss->id.len) {
+        ngx_shinsei_session_cache_forget(ss->hash);
+
+        if (ngx_shinsei_session_hex(r->pool, ss->hash, old) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -293,13 +320,14 @@ ngx_shinsei_session_rotate(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         ngx_str_set(old, "");
     }
 
-    if (ngx_shinsei_token(r->pool, &id, fresh) != NGX_OK) {
+    if (ngx_shinsei_crypto_token(r->pool, &id, fresh) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ctx->session.id = id;
-    ctx->session.created = 1;
-    ctx->session.valid = 1;
+    ss->id = id;
+    ngx_shinsei_session_hash(&ss->id, ss->hash);
+    ss->created_now = 1;
+    ss->valid = 1;
 
     return ngx_shinsei_session_derive_csrf(r, ctx);
 }
@@ -311,21 +339,50 @@ ngx_int_t
 ngx_shinsei_session_end(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_str_t *hash)
 {
-    if (ctx->session.id.len == 0) {
+    ngx_shinsei_session_t  *ss;
+
+    ss = &ctx->session;
+
+    if (ss->id.len == 0) {
         ngx_str_set(hash, "");
         return NGX_OK;
     }
 
-    if (ngx_shinsei_token_hash(r->pool, &ctx->session.id, hash) != NGX_OK) {
+    ngx_shinsei_session_cache_forget(ss->hash);
+
+    if (ngx_shinsei_session_hex(r->pool, ss->hash, hash) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ctx->session.ended = 1;
-    ctx->session.created = 0;
-    ctx->session.valid = 0;
-    ctx->session.citizen_id = 0;
+    ss->ended = 1;
+    ss->created_now = 0;
+    ss->valid = 0;
+    ss->user_id = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * The sessions a statement changed or deleted (their hashes in hex,
+ * separated by spaces, in one column): forgotten here at once; the other
+ * workers and nodes learn it from the NOTIFY of the same change.
+ */
+
+void
+ngx_shinsei_session_forget(PGresult *res, int row, int col)
+{
+    u_char  *p;
+
+    if (row >= PQntuples(res) || col >= PQnfields(res)
+        || PQgetisnull(res, row, col))
+    {
+        return;
+    }
+
+    p = (u_char *) PQgetvalue(res, row, col);
+
+    ngx_shinsei_session_cache_forget_hex(p, p + PQgetlength(res, row, col));
 }
 
 
@@ -333,65 +390,247 @@ static ngx_int_t
 ngx_shinsei_session_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
-    ngx_shinsei_session_t  *s;
+    ngx_shinsei_session_t  *ss;
 
-    s = &ctx->session;
+    ss = &ctx->session;
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 5) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 7) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "the session statement of "
+                      "\"%V\" does not answer 7 columns", &ctx->app->name);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (PQgetvalue(res, 0, 0)[0] == 't') {
-        s->valid = 1;
+        ss->valid = 1;
 
         if (!PQgetisnull(res, 0, 1)) {
-            s->citizen_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
-                                      PQgetlength(res, 0, 1));
+            ss->user_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
+                                    PQgetlength(res, 0, 1));
+        }
 
-            if (ngx_shinsei_db_decrypt(r, res, 0, 2, "name", &s->name)
-                != NGX_OK
-                || ngx_shinsei_db_decrypt(r, res, 0, 3, "email", &s->email)
-                   != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+        ss->level = ngx_atoi((u_char *) PQgetvalue(res, 0, 2),
+                             PQgetlength(res, 0, 2));
+        ss->created = ngx_atotm((u_char *) PQgetvalue(res, 0, 3),
+                                PQgetlength(res, 0, 3));
+        ss->seen = ngx_atotm((u_char *) PQgetvalue(res, 0, 4),
+                             PQgetlength(res, 0, 4));
+
+        if (ss->level == (ngx_uint_t) NGX_ERROR
+            || ss->created == NGX_ERROR || ss->seen == NGX_ERROR)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ss->user_id <= 0) {
+            ss->user_id = 0;
+            ss->level = NGX_SHINSEI_AUTH_NONE;
+        }
+
+        if (ngx_shinsei_db_value(r, res, 0, 5, &ss->profile) == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
     } else {
-        s->expired = s->id.len ? 1 : 0;
-        ngx_str_null(&s->id);
+        ss->expired = ss->id.len ? 1 : 0;
+        ngx_str_null(&ss->id);
 
-        if (PQgetvalue(res, 0, 4)[0] == 't') {
-            s->id = s->new_id;
-            s->valid = 1;
-            s->created = 1;
+        if (PQgetvalue(res, 0, 6)[0] != 't') {
+            return NGX_DECLINED;
         }
+
+        ss->id = ss->new_id;
+        ngx_shinsei_session_hash(&ss->id, ss->hash);
+        ss->valid = 1;
+        ss->created_now = 1;
+        ss->created = ngx_time();
+        ss->seen = ss->created;
     }
 
-    if (s->valid && ngx_shinsei_session_derive_csrf(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_shinsei_session_cache_put(ss, ctx->app->kind, &ctx->tenant->code);
 
-    ctx->session_done = 1;
-
-    return ngx_shinsei_continue(r, ctx);
+    return ngx_shinsei_session_user(r, ctx);
 }
 
 
+/* who is logged in, for the page header; and the session's CSRF token */
+
 static ngx_int_t
-ngx_shinsei_session_derive_csrf(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx)
+ngx_shinsei_session_user(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ctx->session.csrf.data = ngx_pnalloc(r->pool,
-                                         NGX_SHINSEI_SESSION_ID_LEN);
-    if (ctx->session.csrf.data == NULL) {
+    ngx_shinsei_session_t  *ss;
+
+    ss = &ctx->session;
+
+    if (ss->user_id
+        && (ngx_shinsei_session_profile(r, ctx, "name_enc", "name",
+                                        &ss->name) == NGX_ERROR
+            || ngx_shinsei_session_profile(r, ctx, "email_enc", "email",
+                                           &ss->email) == NGX_ERROR))
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_shinsei_session_derive_csrf(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_shinsei_session_csrf(&ctx->session.id, ctx->session.csrf.data);
-    ctx->session.csrf.len = NGX_SHINSEI_SESSION_ID_LEN;
+    return NGX_DECLINED;
+}
 
-    return NGX_OK;
+
+/*
+ * The Cookie header, parsed strictly (RFC 6265 5.4, 4.2.1): pairs split
+ * on ";" only, the name matched exactly, case included.  Two values for
+ * our name are no session at all: a sibling domain may have planted one
+ * (Domain= the parent), and whichever a browser sends first is not ours
+ * to guess.  NGX_DECLINED when there is none.
+ */
+
+static ngx_int_t
+ngx_shinsei_session_cookie_value(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    u_char            *p, *last, *semi, *eq, *n, *nlast;
+    ngx_uint_t         i, found;
+    ngx_table_elt_t  **h;
+
+    ngx_str_null(value);
+    found = 0;
+
+    h = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+
+        p = h[i]->value.data;
+        last = p + h[i]->value.len;
+
+        while (p < last) {
+
+            semi = ngx_strlchr(p, last, ';');
+            if (semi == NULL) {
+                semi = last;
+            }
+
+            n = p;
+            while (n < semi && (*n == ' ' || *n == '\t')) {
+                n++;
+            }
+
+            eq = ngx_strlchr(n, semi, '=');
+
+            if (eq) {
+                nlast = eq;
+                while (nlast > n && (nlast[-1] == ' ' || nlast[-1] == '\t'))
+                {
+                    nlast--;
+                }
+
+                if ((size_t) (nlast - n) == name->len
+                    && ngx_strncmp(n, name->data, name->len) == 0)
+                {
+                    if (found++) {
+                        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                                      ngx_shinsei_log_prefix "two session "
+                                      "cookies: neither is used");
+                        ngx_str_null(value);
+                        return NGX_DECLINED;
+                    }
+
+                    value->data = eq + 1;
+                    value->len = semi - value->data;
+
+                    while (value->len
+                           && (value->data[0] == ' '
+                               || value->data[0] == '\t'))
+                    {
+                        value->data++;
+                        value->len--;
+                    }
+
+                    while (value->len
+                           && (value->data[value->len - 1] == ' '
+                               || value->data[value->len - 1] == '\t'))
+                    {
+                        value->len--;
+                    }
+                }
+            }
+
+            p = semi + 1;
+        }
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a new session, or an ended one: the cookie says so */
+
+static ngx_int_t
+ngx_shinsei_session_header_filter(ngx_http_request_t *r)
+{
+    u_char                 *p;
+    size_t                  len;
+    ngx_str_t               value, *name;
+    ngx_uint_t              insecure;
+    ngx_shinsei_ctx_t      *ctx;
+    ngx_shinsei_session_t  *ss;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_shinsei_module);
+
+    if (ctx == NULL || ctx->app == NULL || r != r->main
+        || ctx->app->cookie.len == 0)
+    {
+        return ngx_shinsei_session_next_header(r);
+    }
+
+    ss = &ctx->session;
+
+    if (!ss->created_now && !ss->ended) {
+        return ngx_shinsei_session_next_header(r);
+    }
+
+    insecure = ngx_shinsei_session_insecure(r);
+    name = ngx_shinsei_session_cookie_name(r, ctx);
+
+    len = name->len + 1 + ss->id.len
+          + sizeof("; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax") - 1;
+
+    value.data = ngx_pnalloc(r->pool, len);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ss->ended) {
+        p = ngx_sprintf(value.data, "%V=; Max-Age=0; Path=/", name);
+
+    } else {
+        p = ngx_sprintf(value.data, "%V=%V; Path=/", name, &ss->id);
+    }
+
+    if (!insecure) {
+        p = ngx_cpymem(p, "; Secure", 8);
+    }
+
+    p = ngx_cpymem(p, "; HttpOnly; SameSite=Lax", 24);
+
+    value.len = p - value.data;
+
+    if (ngx_shinsei_response_header(r, "Set-Cookie", &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_shinsei_session_next_header(r);
+}
+
+
+static ngx_str_t *
+ngx_shinsei_session_cookie_name(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx)
+{
+    return ngx_shinsei_session_insecure(r) ? &ctx->app->cookie_plain
+                                           : &ctx->app->cookie;
 }
 
 
@@ -436,21 +675,98 @@ ngx_shinsei_session_insecure(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_shinsei_session_csrf(ngx_str_t *id, u_char *token)
+static ngx_int_t
+ngx_shinsei_session_derive_csrf(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx)
 {
     u_char     *p, input[13 + NGX_SHINSEI_SESSION_ID_LEN];
     u_char      digest[SHA256_DIGEST_LENGTH];
     ngx_str_t   src, dst;
 
+    if (!ctx->session.valid) {
+        return NGX_OK;
+    }
+
+    dst.data = ngx_pnalloc(r->pool, NGX_SHINSEI_SESSION_ID_LEN);
+    if (dst.data == NULL) {
+        return NGX_ERROR;
+    }
+
     p = ngx_cpymem(input, "shinsei-csrf:", 13);
-    p = ngx_cpymem(p, id->data, ngx_min(id->len, NGX_SHINSEI_SESSION_ID_LEN));
+    p = ngx_cpymem(p, ctx->session.id.data,
+                   ngx_min(ctx->session.id.len, NGX_SHINSEI_SESSION_ID_LEN));
 
     (void) EVP_Digest(input, p - input, digest, NULL, EVP_sha256(), NULL);
 
     src.data = digest;
     src.len = sizeof(digest);
-    dst.data = token;
 
     ngx_encode_base64url(&dst, &src);
+
+    ctx->session.csrf = dst;
+
+    return NGX_OK;
 }
+
+
+static void
+ngx_shinsei_session_hash(ngx_str_t *id, u_char *hash)
+{
+    (void) EVP_Digest(id->data, id->len, hash, NULL, EVP_sha256(), NULL);
+}
+
+
+static ngx_int_t
+ngx_shinsei_session_hex(ngx_pool_t *pool, u_char *hash, ngx_str_t *hex)
+{
+    hex->data = ngx_pnalloc(pool, 64);
+    if (hex->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    hex->len = ngx_hex_dump(hex->data, hash, 32) - hex->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * To the login page, and back here after it: "next" is this page (a GET
+ * only; a refused POST comes back to its form's page).
+ */
+
+static ngx_int_t
+ngx_shinsei_session_login_redirect(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      len, plen;
+    uintptr_t   escape;
+    ngx_str_t   location;
+
+    escape = ngx_escape_uri(NULL, r->uri.data, r->uri.len, NGX_ESCAPE_ARGS);
+    plen = ngx_strlen(ctx->app->login_path);
+
+    len = plen + sizeof("?next=") - 1 + r->uri.len + 2 * escape
+          + sizeof("&expired=1") - 1;
+
+    location.data = ngx_pnalloc(r->pool, len);
+    if (location.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(location.data, ctx->app->login_path, plen);
+    p = ngx_cpymem(p, "?next=", sizeof("?next=") - 1);
+    p = (u_char *) ngx_escape_uri(p, r->uri.data, r->uri.len,
+                                  NGX_ESCAPE_ARGS);
+
+    if (ctx->session.expired) {
+        p = ngx_cpymem(p, "&expired=1", sizeof("&expired=1") - 1);
+    }
+
+    location.len = p - location.data;
+
+    return ngx_shinsei_response_redirect(r, &location);
+}
+
+

@@ -16,6 +16,7 @@
 
 
 #include "ngx_shinsei_smtp.h"
+#include "ngx_shinsei_crypto.h"
 
 
 typedef enum {
@@ -32,6 +33,8 @@ typedef enum {
 } ngx_shinsei_smtp_state_e;
 
 
+static char *ngx_shinsei_smtp_configure(ngx_conf_t *cf,
+    ngx_shinsei_smtp_conf_t *smtp);
 static void ngx_shinsei_smtp_handler(ngx_event_t *ev);
 static void ngx_shinsei_smtp_expired(ngx_event_t *ev);
 static void ngx_shinsei_smtp_connected(ngx_shinsei_smtp_t *s);
@@ -54,12 +57,157 @@ static void ngx_shinsei_smtp_close(ngx_shinsei_smtp_t *s);
 
 
 /*
+ * shinsei_smtp smtp://host:port [auth_file=path] [starttls] [ca_file=path]
+ *              [timeout=10s] [retry=30s] [attempts=10];
+ */
+
+char *
+ngx_shinsei_smtp_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_shinsei_main_conf_t *smcf = conf;
+
+    u_char     *colon, *eol;
+    ngx_int_t   n;
+    ngx_str_t  *value, s, file, text;
+    ngx_msec_t  ms;
+    ngx_uint_t  i;
+
+    if (smcf->smtp.url.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "smtp://", 7) != 0
+        && ngx_strncmp(value[1].data, "smtps://", 8) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_smtp\": \"%V\" is not an smtp:// or "
+                           "smtps:// URL", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->smtp.url = value[1];
+    smcf->smtp.timeout = 10000;
+    smcf->smtp.retry = 30000;
+    smcf->smtp.attempts = 10;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "starttls") == 0) {
+            smcf->smtp.starttls = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ca_file=", 8) == 0) {
+            smcf->smtp.ca_file.data = value[i].data + 8;
+            smcf->smtp.ca_file.len = value[i].len - 8;
+
+            if (ngx_conf_full_name(cf->cycle, &smcf->smtp.ca_file, 1)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "attempts=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n < 1 || n > 100) {
+                goto invalid;
+            }
+
+            smcf->smtp.attempts = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0
+            || ngx_strncmp(value[i].data, "retry=", 6) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 't') {
+                smcf->smtp.timeout = ms;
+
+            } else {
+                smcf->smtp.retry = ms;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "auth_file=", 10) == 0) {
+            file.data = value[i].data + 10;
+            file.len = value[i].len - 10;
+
+            if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK
+                || ngx_shinsei_crypto_read_file(cf, "shinsei_smtp", &file,
+                                                4096, 1, cf->pool, &text)
+                   != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            /* "user:password" on the first line; never logged */
+
+            eol = ngx_strlchr(text.data, text.data + text.len, LF);
+            if (eol == NULL) {
+                eol = text.data + text.len;
+            }
+
+            if (eol > text.data && eol[-1] == CR) {
+                eol--;
+            }
+
+            colon = ngx_strlchr(text.data, eol, ':');
+
+            if (colon == NULL || colon == text.data) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"shinsei_smtp\": \"%V\" does not hold "
+                                   "\"user:password\"", &file);
+                return NGX_CONF_ERROR;
+            }
+
+            *colon = '\0';
+            *eol = '\0';
+            smcf->smtp.user.data = text.data;
+            smcf->smtp.user.len = colon - text.data;
+            smcf->smtp.password.data = colon + 1;
+            smcf->smtp.password.len = eol - colon - 1;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return ngx_shinsei_smtp_configure(cf, &smcf->smtp);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"shinsei_smtp\": invalid parameter \"%V\"",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
  * At configuration load: the URL's address (a name is resolved here,
  * once, not in the workers) and, for smtps:// or starttls, the TLS
  * context.
  */
 
-char *
+static char *
 ngx_shinsei_smtp_configure(ngx_conf_t *cf, ngx_shinsei_smtp_conf_t *smtp)
 {
     ngx_url_t            u;

@@ -49,8 +49,8 @@ struct ngx_shinsei_smtp_s {
 };
 
 
-char *ngx_shinsei_smtp_configure(ngx_conf_t *cf,
-    ngx_shinsei_smtp_conf_t *smtp);
+char *ngx_shinsei_smtp_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_shinsei_smtp_send(ngx_shinsei_smtp_t *s, ngx_pool_t *pool,
     ngx_shinsei_smtp_conf_t *conf);
 void ngx_shinsei_smtp_cancel(ngx_shinsei_smtp_t *s);

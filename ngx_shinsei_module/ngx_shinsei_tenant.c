@@ -11,8 +11,8 @@
 
 #include "ngx_shinsei_tenant.h"
 #include "ngx_shinsei_db.h"
-#include "ngx_shinsei_handler.h"
 #include "ngx_shinsei_pg.h"
+#include "ngx_shinsei_router.h"
 
 
 #define NGX_SHINSEI_TENANT_TTL      60000
@@ -32,11 +32,21 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_tenant_stmt =
     " FROM cities WHERE code = $1");
 
 
+/*
+ * The city step.  For a page the city is needed; for an error page it
+ * is welcome (the page shows its name and contacts), and its failure to
+ * load does not change the error.
+ */
+
 ngx_int_t
-ngx_shinsei_tenant_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+ngx_shinsei_tenant_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     ngx_shinsei_tenant_t    *t;
     ngx_shinsei_srv_conf_t  *sscf;
+
+    if (ctx->route && (ctx->route->flags & NGX_SHINSEI_ROUTE_BARE)) {
+        return NGX_DECLINED;
+    }
 
     sscf = ngx_http_get_module_srv_conf(r, ngx_shinsei_module);
     t = sscf->cache;
@@ -47,8 +57,7 @@ ngx_shinsei_tenant_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         && (ngx_msec_int_t) (ngx_current_msec - t->loaded)
            < NGX_SHINSEI_TENANT_TTL)
     {
-        ctx->tenant_done = 1;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     if (t->city) {
@@ -56,8 +65,6 @@ ngx_shinsei_tenant_load(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         t->loaded = ngx_current_msec - NGX_SHINSEI_TENANT_TTL
                     + NGX_SHINSEI_TENANT_RETRY;
     }
-
-    /* for an error page the city is welcome, not needed */
 
     return ngx_shinsei_db_query(r, &ngx_shinsei_tenant_stmt, &t->code, 1,
                                 ngx_shinsei_tenant_loaded,
@@ -107,21 +114,6 @@ ngx_shinsei_tenant_init_process(ngx_cycle_t *cycle,
     }
 
     return NGX_OK;
-}
-
-
-cJSON *
-ngx_shinsei_tenant_city(ngx_http_request_t *r)
-{
-    ngx_shinsei_srv_conf_t  *sscf;
-
-    sscf = ngx_http_get_module_srv_conf(r, ngx_shinsei_module);
-
-    if (sscf == NULL || sscf->cache == NULL) {
-        return NULL;
-    }
-
-    return sscf->cache->city;
 }
 
 
@@ -175,8 +167,7 @@ ngx_shinsei_tenant_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     city = ngx_shinsei_db_json(res, 0, 0);
 
     if (city == NULL && ctx->route == NULL) {
-        ctx->tenant_done = 1;
-        return ngx_shinsei_continue(r, ctx);
+        return NGX_DECLINED;
     }
 
     if (city == NULL) {
@@ -190,7 +181,5 @@ ngx_shinsei_tenant_loaded(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     t->city = city;
     t->loaded = ngx_current_msec;
 
-    ctx->tenant_done = 1;
-
-    return ngx_shinsei_continue(r, ctx);
+    return NGX_DECLINED;
 }

@@ -11,18 +11,10 @@
 #include "ngx_shinsei_common.h"
 
 
-struct ngx_shinsei_tenant_s {
-    ngx_str_t                  code;
-    cJSON                     *city;
-    ngx_msec_t                 loaded;
-};
-
-
-ngx_int_t ngx_shinsei_tenant_load(ngx_http_request_t *r,
+ngx_int_t ngx_shinsei_tenant_step(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 ngx_int_t ngx_shinsei_tenant_init_process(ngx_cycle_t *cycle,
     ngx_shinsei_main_conf_t *smcf);
-cJSON *ngx_shinsei_tenant_city(ngx_http_request_t *r);
 void ngx_shinsei_tenant_exit_process(ngx_cycle_t *cycle,
     ngx_shinsei_main_conf_t *smcf);
 

@@ -49,6 +49,12 @@ close $bk;
 open($bk, '>', "$d/smtp.auth") or die $!;
 print $bk "user:secret\n";
 close $bk;
+open($bk, '>', "$d/open.keys") or die $!;
+print $bk "index " . ('ab' x 32) . "\nkey k1 " . ('01' x 32) . "\n";
+close $bk;
+# secrets are root's alone (the harness writes data.keys so too)
+chmod 0600, map { "$d/$_" } qw(bad.keys dup.keys dup-index.keys smtp.auth);
+chmod 0644, "$d/open.keys";
 
 my ($rc, $out) = $t->nginx_t(conf());
 is($rc, 0, 'a complete configuration passes nginx -t') or diag($out);
@@ -100,6 +106,9 @@ my @bad = (
     [ 'a key file with a short key',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/bad.keys;} , no_mail => 1 },
       qr{"shinsei_data_keys": line 2 of ".*bad\.keys" is not} ],
+    [ 'a key file that group or others may read (REQ N-SEC-1)',
+      { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/open.keys;} , no_mail => 1 },
+      qr{"shinsei_data_keys": ".*open\.keys" holds secrets but group or others may read it \(mode 0644\)} ],
     [ 'a missing key file',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/none.keys;}, no_mail => 1 },
       qr{"shinsei_data_keys": cannot open} ],

@@ -33,6 +33,7 @@ run("openssl x509 -req -in $dir/server.csr -CA $dir/ca.crt -CAkey $dir/ca.key "
 open(my $auth, '>', "$dir/smtp.auth") or die;
 print $auth "shinsei:relay-secret\n";
 close $auth;
+chmod 0600, "$dir/smtp.auth";
 
 my @servers;
 sub tls_server {
@@ -94,6 +95,7 @@ $t->done;
 open($auth, '>', "$dir/wrong.auth") or die;
 print $auth "shinsei:not-it\n";
 close $auth;
+chmod 0600, "$dir/wrong.auth";
 $t = ShinseiTest->new(
     smtp_url => "smtp://localhost:$port",
     smtp_opts => "starttls ca_file=$dir/ca.crt auth_file=$dir/wrong.auth "

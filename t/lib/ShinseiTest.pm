@@ -49,6 +49,7 @@ sub new {
         log_level => 'info',
         kdf => 'ln=12 r=8 p=1',
         smtp_opts => 'timeout=3s retry=1s attempts=5',
+        session_cache => '10m',
         server_extra => '',
         %opt,
     }, $class;
@@ -280,6 +281,7 @@ http {
     shinsei_password_blocklist $TOP/conf/common-passwords.txt;
     shinsei_password_kdf $self->{kdf};
     shinsei_smtp @{[ $self->smtp_url ]} $self->{smtp_opts};
+@{[ $self->{session_cache} ? "shinsei_session_cache $self->{session_cache};" : '' ]}
 $self->{http_extra}
 $servers
 }
