@@ -20,6 +20,21 @@ BUILD=${SHINSEI_BUILD:-$TOP/build}
 VAR=${SHINSEI_VAR:-$TOP/var}
 PGBIN=${SHINSEI_PGBIN:-/usr/lib/postgresql/15/bin}
 
+# The demo's PostgreSQL cluster runs as the user postgres, who may not be
+# able to enter the checkout (root's home and mktemp -d folders are 0700),
+# so as root it lives in /var/lib/ngx-shinsei/, one per checkout; an
+# older var/pg is kept where it works.
+run_pg_dir() {
+    if [ -n "${SHINSEI_PGDIR:-}" ]; then
+        echo "$SHINSEI_PGDIR"
+    elif [ "$(id -u)" != 0 ] || [ -f "$VAR/pg/data/PG_VERSION" ]; then
+        echo "$VAR/pg"
+    else
+        echo "/var/lib/ngx-shinsei/$(basename "$TOP")-$(printf '%s' "$TOP" \
+            | sha256sum | cut -c1-8)/pg"
+    fi
+}
+
 PACKAGES=(
     build-essential nginx nginx-dev libpq-dev libcurl4-openssl-dev
     libcjson-dev libxml2-dev libssl-dev postgresql postgresql-client
@@ -113,12 +128,15 @@ as_postgres() {
 
 # pg_up DIR PORT: a cluster in DIR listening on 127.0.0.1:PORT and on a
 # socket in DIR, with the role "shinsei" and its database "shinsei"
-# migrated.  Made the first time, started every time.
+# migrated.  Made the first time, started every time.  DIR must be a
+# place the user postgres can reach.
 cmd_pg_up() {
     local dir=$1 port=$2
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then
         chown postgres:postgres "$dir"
+        runuser -u postgres -- test -w "$dir" \
+            || die "the user postgres cannot reach $dir (a parent folder is private)"
     fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_postgres "$PGBIN/initdb" -D "$dir/data" -U postgres \
@@ -201,13 +219,15 @@ free_port() {
 cmd_test() {
     cmd_build
     "$TOP/t/browser/install.sh"
-    local dir="$BUILD/test-pg" port status=0
+    local dir port status=0
+    # the suite's cluster, where postgres can reach it whatever the checkout
+    dir=$(mktemp -d /tmp/shinsei-test-pg.XXXXXX)
+    chmod 0755 "$dir"
     port=$(free_port)
-    cmd_pg_down "$dir"
-    rm -rf "$dir"
     SHINSEI_PG_OPTS="-c fsync=off -c max_connections=300" \
         cmd_pg_up "$dir" "$port"
-    trap 'cmd_pg_down "$BUILD/test-pg"' EXIT
+    # shellcheck disable=SC2064
+    trap "cmd_pg_down '$dir'; rm -rf '$dir'" EXIT
     export SHINSEI_TEST_PG="host=$dir port=$port"
 
     log "the suite against the plain build"
@@ -242,7 +262,7 @@ run_stop() {
         kill "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
-    cmd_pg_down "$VAR/pg"
+    cmd_pg_down "$(run_pg_dir)"
 }
 
 cmd_run() {
@@ -252,7 +272,9 @@ cmd_run() {
     local ngx="$VAR/nginx"
     mkdir -p "$ngx/tmp" "$VAR/log" "$VAR/mail"
 
-    cmd_pg_up "$VAR/pg" "$pgport"
+    local pgdir
+    pgdir=$(run_pg_dir)
+    cmd_pg_up "$pgdir" "$pgport"
     trap run_stop INT TERM EXIT
 
     # the keys of the personal data: made once, kept with the database
@@ -268,7 +290,7 @@ cmd_run() {
         "$VAR/mail" >"$VAR/log/smtp.log" 2>&1 &
     RUN_PIDS+=($!)
 
-    write_run_config "$ngx/nginx.conf" "$port" "$pgport" "$smtpport"
+    write_run_config "$ngx/nginx.conf" "$port" "$pgport" "$smtpport" "$pgdir"
     /usr/sbin/nginx -t -q -p "$ngx/" -c "$ngx/nginx.conf" \
         -e "$VAR/log/error.log"
     /usr/sbin/nginx -p "$ngx/" -c "$ngx/nginx.conf" -e "$VAR/log/error.log" &
@@ -281,7 +303,8 @@ cmd_run() {
     citizen site    http://127.0.0.1:$port/
     health          http://127.0.0.1:$port/healthz
     mails sent      $VAR/mail/new/  (read them: ./build.sh mails)
-    PostgreSQL      psql -h $VAR/pg -p $pgport -U shinsei shinsei
+    PostgreSQL      psql -h $pgdir -p $pgport -U shinsei shinsei
+                    (the cluster: $pgdir/data)
     nginx log       $VAR/log/error.log
 
   Ctrl-C stops everything.
@@ -301,7 +324,7 @@ cmd_mails() {
 }
 
 write_run_config() {
-    local file=$1 port=$2 pgport=$3 smtpport=$4 user=""
+    local file=$1 port=$2 pgport=$3 smtpport=$4 pgdir=$5 user=""
     if [ "$(id -u)" = 0 ]; then
         user="user root root;"
     fi
@@ -336,7 +359,8 @@ http {
     client_body_buffer_size 64k;
     client_max_body_size 1m;
 
-    shinsei_db "host=$VAR/pg port=$pgport dbname=shinsei user=shinsei" pool=8;
+    shinsei_db "host=$pgdir port=$pgport dbname=shinsei user=shinsei" pool=8;
+    shinsei_session_cache 10m;
     shinsei_templates $TOP/html/templates;
     shinsei_data_keys $VAR/data.keys;
     shinsei_password_blocklist $TOP/conf/common-passwords.txt;

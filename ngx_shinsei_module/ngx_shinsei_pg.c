@@ -18,9 +18,11 @@
  *
  * A query whose owner gives up (that timer, or a client that went away)
  * is cancelled on the server with pg_cancel_backend() on another
- * connection of the pool (libpq 15 has no nonblocking PQcancel).  Until
- * both the cancelled statement and the cancel have ended, its connection
- * takes no other query, so a late cancel can never hit the next one.
+ * connection (libpq 15 has no nonblocking PQcancel): an idle one of the
+ * pool, or a spare one beyond the pool's size that only cancels, so that
+ * a full pool can still stop what holds it.  Until both the cancelled
+ * statement and the cancel have ended, its connection takes no other
+ * query, so a late cancel can never hit the next one.
  */
 
 
@@ -69,6 +71,7 @@ typedef struct {
     ngx_shinsei_db_conf_t         *conf;
     ngx_log_t                     *log;
     ngx_shinsei_pg_conn_t         *conns;
+    ngx_shinsei_pg_conn_t         *spare;        /* for cancels only */
     ngx_queue_t                    idle;
     ngx_queue_t                    waiting;
     ngx_msec_t                     retry_at;
@@ -98,6 +101,7 @@ static void ngx_shinsei_pg_complete(ngx_shinsei_pg_conn_t *pc,
 static void ngx_shinsei_pg_abandon(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_cancelled(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc);
+static void ngx_shinsei_pg_release_spare(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_close(ngx_shinsei_pg_conn_t *pc);
 static void ngx_shinsei_pg_backoff(void);
 static void ngx_shinsei_pg_fail_waiting(void);
@@ -123,11 +127,13 @@ ngx_shinsei_pg_init_process(ngx_cycle_t *cycle, ngx_shinsei_db_conf_t *conf)
         return NGX_ERROR;
     }
 
-    pool->conns = ngx_pcalloc(cycle->pool,
-                              conf->pool_size * sizeof(ngx_shinsei_pg_conn_t));
+    pool->conns = ngx_pcalloc(cycle->pool, (conf->pool_size + 1)
+                                           * sizeof(ngx_shinsei_pg_conn_t));
     if (pool->conns == NULL) {
         return NGX_ERROR;
     }
+
+    pool->spare = &pool->conns[conf->pool_size];
 
     pool->conf = conf;
     pool->log = cycle->log;
@@ -156,7 +162,7 @@ ngx_shinsei_pg_exit_process(ngx_cycle_t *cycle)
 
     pool->exiting = 1;
 
-    for (i = 0; i < pool->conf->pool_size; i++) {
+    for (i = 0; i <= pool->conf->pool_size; i++) {
         if (pool->conns[i].state != NGX_SHINSEI_PG_CONN_FREE) {
             ngx_shinsei_pg_close(&pool->conns[i]);
         }
@@ -245,7 +251,7 @@ ngx_shinsei_pg_get_stats(ngx_shinsei_pg_stats_t *st)
     st->connecting = 0;
     st->cancelling = 0;
 
-    for (i = 0; i < pool->conf->pool_size; i++) {
+    for (i = 0; i <= pool->conf->pool_size; i++) {
 
         switch (pool->conns[i].state) {
 
@@ -496,6 +502,12 @@ ngx_shinsei_pg_dispatch(ngx_shinsei_pg_query_t *q)
         if (ngx_shinsei_pg_connect() == NGX_OK) {
             open++;
         }
+
+    } else if (q->internal && pool->spare->state == NGX_SHINSEI_PG_CONN_FREE
+               && ngx_shinsei_pg_open(pool->spare) == NGX_OK)
+    {
+        /* the pool is full: a cancel gets a connection of its own */
+        open++;
     }
 
     if (open == 0
@@ -1046,8 +1058,9 @@ ngx_shinsei_pg_abandon(ngx_shinsei_pg_conn_t *pc)
     pc->abandoned = 1;
     ngx_shinsei_watch_log(&pc->watch, pool->log);
 
-    if (pc->preparing || pc->cancel_sent) {
-        /* only a statement being prepared: nothing runs yet */
+    /* even a statement being prepared may wait, for a lock */
+
+    if (pc->cancel_sent) {
         return;
     }
 
@@ -1137,6 +1150,11 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
     pc->state = NGX_SHINSEI_PG_CONN_IDLE;
     ngx_shinsei_watch_log(&pc->watch, pool->log);
 
+    if (pc == pool->spare) {
+        ngx_shinsei_pg_release_spare(pc);
+        return;
+    }
+
     if (!ngx_queue_empty(&pool->waiting)) {
         head = ngx_queue_head(&pool->waiting);
         q = ngx_queue_data(head, ngx_shinsei_pg_query_t, queue);
@@ -1161,6 +1179,43 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
 
     pc->watch.c->idle = 1;
     ngx_queue_insert_head(&pool->idle, &pc->queue);
+}
+
+
+/* the spare connection runs the cancels waiting, then closes */
+
+static void
+ngx_shinsei_pg_release_spare(ngx_shinsei_pg_conn_t *pc)
+{
+    ngx_queue_t             *qq;
+    ngx_shinsei_pg_pool_t   *pool;
+    ngx_shinsei_pg_query_t  *q;
+
+    pool = ngx_shinsei_pg_pool;
+
+    for (qq = ngx_queue_head(&pool->waiting);
+         qq != ngx_queue_sentinel(&pool->waiting);
+         qq = ngx_queue_next(qq))
+    {
+        q = ngx_queue_data(qq, ngx_shinsei_pg_query_t, queue);
+
+        if (!q->internal) {
+            continue;
+        }
+
+        ngx_queue_remove(qq);
+        q->waiting = 0;
+        pool->stats.waiting--;
+
+        if (q->event.timer_set) {
+            ngx_del_timer(&q->event);
+        }
+
+        ngx_shinsei_pg_start(pc, q);
+        return;
+    }
+
+    ngx_shinsei_pg_close(pc);
 }
 
 

@@ -432,7 +432,10 @@ ngx_shinsei_session_cache_put(ngx_shinsei_session_t *ss, ngx_uint_t kind,
     sn->city_len = city->len;
     ngx_memcpy(sn->city, city->data, city->len);
     sn->profile_len = ss->profile.len;
-    ngx_memcpy(sn->profile, ss->profile.data, ss->profile.len);
+
+    if (ss->profile.len) {
+        ngx_memcpy(sn->profile, ss->profile.data, ss->profile.len);
+    }
 
     ngx_rbtree_insert(&sh->rbtree, &sn->node);
     ngx_queue_insert_head(&sh->queue, &sn->queue);
