@@ -31,8 +31,10 @@ static const char  ngx_shinsei_account_msg_paused[] =
 /*
  * The session statement of the residents' site (ngx_shinsei_session.c
  * names its parameters and columns).  A live session is touched at most
- * once a minute; the profile holds what the pages show of the resident,
- * still encrypted, and is what the session cache keeps.
+ * once a minute; the times are whole seconds down (never later than the
+ * row: the cache checks the timeouts with them); the profile holds what
+ * the pages show of the resident, still encrypted, and is what the
+ * session cache keeps.
  */
 
 ngx_shinsei_pg_stmt_t  ngx_shinsei_account_session_stmt =
@@ -58,8 +60,8 @@ ngx_shinsei_pg_stmt_t  ngx_shinsei_account_session_stmt =
     ")"
     " SELECT coalesce(o.live, false), o.citizen_id,"
     " coalesce(o.auth_level, 0),"
-    " extract(epoch FROM o.created_at)::bigint,"
-    " extract(epoch FROM o.last_seen_at)::bigint,"
+    " floor(extract(epoch FROM o.created_at))::bigint,"
+    " floor(extract(epoch FROM o.last_seen_at))::bigint,"
     " (SELECT json_build_object('name_enc', c.name_enc,"
     "   'email_enc', c.email_enc, 'name_kana_enc', c.name_kana_enc,"
     "   'since', to_char(c.created_at AT TIME ZONE 'Asia/Tokyo',"

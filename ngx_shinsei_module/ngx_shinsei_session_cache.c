@@ -277,7 +277,7 @@ ngx_shinsei_session_cache_get(ngx_pool_t *pool, ngx_shinsei_session_t *ss,
     ngx_shinsei_session_node_t   *sn;
     ngx_shinsei_session_cache_t  *cache;
 
-    if (ngx_shinsei_session_zone == NULL || !ngx_shinsei_pg_listening()) {
+    if (ngx_shinsei_session_zone == NULL) {
         return NGX_DECLINED;
     }
 
@@ -286,6 +286,12 @@ ngx_shinsei_session_cache_get(ngx_pool_t *pool, ngx_shinsei_session_t *ss,
     now = ngx_time();
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (!ngx_shinsei_pg_listening()) {
+        /* a change may have been missed: the table answers */
+        goto miss;
+    }
+
 
     sn = ngx_shinsei_session_cache_lookup(sh, ss->hash);
 

@@ -15,6 +15,9 @@ package ShinseiTest;
 #   SHINSEI_MODULE   the module to load (default: build/nginx/objs/...)
 #   SHINSEI_ASAN     1 when the module is the ASan+UBSan build
 #   SHINSEI_TEST_PG  "host=DIR port=N" of the suite's cluster (build.sh test)
+#
+# share => $t: a second nginx on $t's database, keys and mail server, as
+# another node of the same deployment would be.
 #   TEST_NGINX_LEAVE keep the temporary directory
 
 use strict;
@@ -23,6 +26,7 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Basename qw(dirname);
+use File::Copy ();
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
@@ -65,10 +69,21 @@ sub new {
     die "no module at $self->{module}: run ./build.sh build\n"
         unless -f $self->{module};
 
-    $self->setup_database;
-    $self->write_keys;
+    if (my $node = $self->{share}) {
+        # a second node of the same deployment: its database and keys
+        $self->{$_} = $node->{$_} for qw(pg_dir pg_port dbname);
+        File::Copy::copy("$node->{dir}/data.keys", "$dir/data.keys")
+            or die "copy data.keys: $!";
+        chmod 0600, "$dir/data.keys";
+    } else {
+        $self->setup_database;
+        $self->write_keys;
+    }
 
-    if ($self->{mail}) {
+    if ($self->{share} && $self->{share}{smtp}) {
+        # one mail server for the deployment: either node may send a mail
+        $self->{smtp} = $self->{share}{smtp};
+    } elsif ($self->{mail}) {
         require ShinseiTest::Mail;
         $self->{smtp} = ShinseiTest::Mail->new(dir => $dir);
     }
@@ -466,7 +481,9 @@ sub done {
             or diag(substr($text, 0, 6000));
     }
 
-    if ($self->{own_cluster}) {
+    if ($self->{share}) {
+        # the database is the first node's
+    } elsif ($self->{own_cluster}) {
         $self->pg_down;
     } elsif ($self->{dbname} && !$ENV{TEST_NGINX_LEAVE}) {
         eval { $self->psql_admin("DROP DATABASE IF EXISTS $self->{dbname} "
@@ -480,7 +497,7 @@ sub DESTROY {
         kill 'TERM', $self->{nginx_pid};
         waitpid($self->{nginx_pid}, 0);
     }
-    if ($self->{own_cluster} && !$self->{done}) {
+    if ($self->{own_cluster} && !$self->{share} && !$self->{done}) {
         system("$TOP/build.sh", 'pg-down', $self->{pg_dir});
     }
 }
