@@ -13,6 +13,8 @@
 #include "ngx_shinsei_string.h"
 
 
+static ngx_int_t ngx_shinsei_body_read(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx);
 static ngx_int_t ngx_shinsei_body_urlencoded(ngx_http_request_t *r,
     ngx_array_t *fields, u_char *p, u_char *last);
 static ngx_int_t ngx_shinsei_body_multipart(ngx_http_request_t *r,
@@ -28,21 +30,43 @@ static ngx_int_t ngx_shinsei_body_contiguous(ngx_http_request_t *r,
     ngx_str_t *body);
 
 
-ngx_int_t
-ngx_shinsei_body_parse_args(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
-{
-    ctx->args = ngx_array_create(r->pool, 4, sizeof(ngx_shinsei_field_t));
-    if (ctx->args == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_body_urlencoded(r, ctx->args, r->args.data,
-                                       r->args.data + r->args.len);
-}
-
+/*
+ * The query string, and the body of a POST: NGX_OK, NGX_ERROR, or
+ * NGX_DECLINED when the request is refused, ctx->error saying why (400,
+ * 413, 415).
+ */
 
 ngx_int_t
 ngx_shinsei_body_parse(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ctx->args = ngx_array_create(r->pool, 4, sizeof(ngx_shinsei_field_t));
+    if (ctx->args == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_shinsei_body_urlencoded(r, ctx->args, r->args.data,
+                                     r->args.data + r->args.len);
+
+    if (rc == NGX_OK && r->method == NGX_HTTP_POST) {
+        rc = ngx_shinsei_body_read(r, ctx);
+    }
+
+    if (rc == NGX_OK || rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return rc == NGX_OK ? NGX_OK : NGX_ERROR;
+    }
+
+    ctx->error = rc;
+
+    return NGX_DECLINED;
+}
+
+
+/* the body of a POST, into ctx->form: NGX_OK or the status to refuse */
+
+static ngx_int_t
+ngx_shinsei_body_read(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     ngx_int_t                rc;
     ngx_str_t                body, type;

@@ -15,8 +15,6 @@
 #define NGX_SHINSEI_MAX_NAME        128
 
 
-ngx_int_t ngx_shinsei_body_parse_args(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx);
 ngx_int_t ngx_shinsei_body_parse(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 ngx_str_t *ngx_shinsei_body_field(ngx_array_t *fields, const char *name);

@@ -47,12 +47,14 @@
 
 #define NGX_SHINSEI_PW_HASH         0
 #define NGX_SHINSEI_PW_VERIFY       1
+#define NGX_SHINSEI_PW_RUNNING      60000
 
 
 static char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys);
 static void ngx_shinsei_password_thread(void *data, ngx_log_t *log);
 static void ngx_shinsei_password_event(ngx_event_t *ev);
+static void ngx_shinsei_password_running(ngx_event_t *ev);
 static ngx_int_t ngx_shinsei_password_resume(ngx_http_request_t *r,
     void *data);
 static ngx_int_t ngx_shinsei_password_post(ngx_http_request_t *r,
@@ -736,8 +738,15 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
 
     /*
      * the thread writes into the request's memory: the request outlives
-     * it, even when its client goes away (nginx waits while blocked)
+     * it, even when its client goes away (nginx waits while blocked);
+     * and so does the worker, in a graceful shutdown: it exits once no
+     * timer is left that is not cancelable, so one stands for the hash
      */
+
+    pw->running.handler = ngx_shinsei_password_running;
+    pw->running.data = pw;
+    pw->running.log = r->connection->log;
+    ngx_add_timer(&pw->running, NGX_SHINSEI_PW_RUNNING);
 
     r->main->blocked++;
 
@@ -825,11 +834,26 @@ ngx_shinsei_password_event(ngx_event_t *ev)
     pw = ev->data;
     r = pw->request;
 
+    if (pw->running.timer_set) {
+        ngx_del_timer(&pw->running);
+    }
+
     r->main->blocked--;
 
     /* ended meanwhile (client gone, shutdown): the wake frees it */
 
     ngx_shinsei_request_wake(r);
+}
+
+
+/* never expected: a hash takes well under a second */
+
+static void
+ngx_shinsei_password_running(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  ngx_shinsei_log_prefix "a password hash is still running "
+                  "after %d s", NGX_SHINSEI_PW_RUNNING / 1000);
 }
 
 

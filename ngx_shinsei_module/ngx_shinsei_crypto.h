@@ -32,6 +32,7 @@ struct ngx_shinsei_password_s {
     ngx_http_request_t            *request;
     ngx_shinsei_kdf_conf_t        *kdf;
     ngx_uint_t                     mode;
+    ngx_event_t                    running;    /* a timer while it runs */
     u_char                         salt[16];   /* for a new hash */
     u_char                         out[128];
 };

@@ -135,21 +135,22 @@ ngx_shinsei_handler_start(ngx_http_request_t *r)
 
     ngx_shinsei_request_start(r, ngx_shinsei_handler_wake);
 
-    rc = ngx_shinsei_body_parse_args(r, ctx);
-
-    if (rc == NGX_OK && r->method == NGX_HTTP_POST && ctx->route) {
+    if (ctx->route) {
         rc = ngx_shinsei_body_parse(r, ctx);
-    }
 
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      ngx_shinsei_log_prefix "request refused: malformed "
-                      "query string or body (%i)", rc);
+        if (rc == NGX_ERROR) {
+            ctx->error = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-        /* the steps before the page still run: its city is shown */
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          ngx_shinsei_log_prefix "request refused: "
+                          "malformed query string or body (%ui)",
+                          ctx->error);
 
-        ctx->route = NULL;
-        ctx->error = rc;
+            /* the steps before the page still run: its city is shown */
+            ctx->route = NULL;
+        }
     }
 
     ngx_shinsei_handler_steps(r, ctx, NGX_DECLINED);

@@ -232,6 +232,26 @@ is($t->get('/login')->{status}, 200, 'the worker serves the next page afterwards
 $after = health($t);
 is($after->{pool}{waiting}, 0, 'and holds nothing for them');
 
+# 4. the same, and nginx told to stop at once: the worker waits for the
+# hashes (a thread writes into their requests' memory), then frees them;
+# done() fails on an "open socket left" alert
+# (other addresses: five failures pause an address, and a paused one is
+# not hashed at all)
+$log_before = length $t->error_log;
+for my $i (1 .. 5) {
+    my $other = ShinseiTest::Browser::urlencode([
+        _csrf => $form->{hidden}{_csrf}, email => "nobody$i\@example.jp",
+        password => 'not the password at all' ]);
+    send_and_close("POST /login HTTP/1.1\r\nHost: x\r\n"
+                   . "Cookie: sid=" . $lb->cookie('sid') . "\r\n"
+                   . "Content-Type: application/x-www-form-urlencoded\r\n"
+                   . "Content-Length: " . length($other) . "\r\n\r\n$other",
+                   0.02);
+}
+ok(defined until_true(sub { my @n = substr($t->error_log, $log_before)
+                                    =~ /client went away/g; @n >= 5 }, 5),
+   'five more clients leave while their passwords hash');
+
 $t->done;
 
 done_testing;
