@@ -10,6 +10,7 @@
 
 
 #include "ngx_shinsei_body.h"
+#include "ngx_shinsei_router.h"
 #include "ngx_shinsei_string.h"
 
 
@@ -18,7 +19,8 @@ static ngx_int_t ngx_shinsei_body_read(ngx_http_request_t *r,
 static ngx_int_t ngx_shinsei_body_urlencoded(ngx_http_request_t *r,
     ngx_array_t *fields, u_char *p, u_char *last);
 static ngx_int_t ngx_shinsei_body_multipart(ngx_http_request_t *r,
-    ngx_array_t *fields, ngx_str_t *type, u_char *p, u_char *last);
+    ngx_array_t *fields, ngx_str_t *type, u_char *p, u_char *last,
+    ngx_uint_t files);
 static ngx_int_t ngx_shinsei_body_part_headers(ngx_http_request_t *r,
     ngx_shinsei_field_t *f, u_char *p, u_char *last);
 static ngx_int_t ngx_shinsei_body_param(u_char *p, u_char *last,
@@ -134,7 +136,9 @@ ngx_shinsei_body_read(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         }
 
         return ngx_shinsei_body_multipart(r, ctx->form, &type, body.data,
-                                          body.data + body.len);
+                                          body.data + body.len,
+                                          ctx->route->flags
+                                          & NGX_SHINSEI_ROUTE_FILES);
     }
 
     return NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
@@ -155,8 +159,10 @@ ngx_shinsei_body_field(ngx_array_t *fields, const char *name)
     len = ngx_strlen(name);
     f = fields->elts;
 
+    /* text only: a file part is not a field's value */
+
     for (i = 0; i < fields->nelts; i++) {
-        if (f[i].name.len == len
+        if (f[i].name.len == len && f[i].filename.data == NULL
             && ngx_strncmp(f[i].name.data, name, len) == 0)
         {
             return &f[i].value;
@@ -228,7 +234,7 @@ ngx_shinsei_body_urlencoded(ngx_http_request_t *r, ngx_array_t *fields,
 
 static ngx_int_t
 ngx_shinsei_body_multipart(ngx_http_request_t *r, ngx_array_t *fields,
-    ngx_str_t *type, u_char *p, u_char *last)
+    ngx_str_t *type, u_char *p, u_char *last, ngx_uint_t files)
 {
     u_char               *h, *end, *delim;
     size_t                dlen;
@@ -321,6 +327,19 @@ ngx_shinsei_body_multipart(ngx_http_request_t *r, ngx_array_t *fields,
 
         f->value.data = p;
         f->value.len = end - p;
+
+        /*
+         * a part with a filename is a file, never read as text (see
+         * ngx_shinsei_body_field()); only a page that takes files gets
+         * one; every other part is text, and checked as text
+         */
+
+        if (f->filename.data && !files) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          ngx_shinsei_log_prefix "a file part where no file "
+                          "is expected");
+            return NGX_HTTP_BAD_REQUEST;
+        }
 
         if (f->filename.data == NULL
             && ngx_shinsei_string_utf8_valid(f->value.data, f->value.len)

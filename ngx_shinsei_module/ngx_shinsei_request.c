@@ -118,6 +118,41 @@ ngx_shinsei_request_wake(ngx_http_request_t *r)
 }
 
 
+/* a request header nginx does not parse itself (Sec-Fetch-Site ...) */
+
+ngx_str_t *
+ngx_shinsei_request_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+}
+
+
 void
 ngx_shinsei_request_end(ngx_http_request_t *r, ngx_int_t rc)
 {

@@ -19,6 +19,8 @@ void ngx_shinsei_request_suspend(ngx_http_request_t *r,
 ngx_int_t ngx_shinsei_request_resume(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 void ngx_shinsei_request_wake(ngx_http_request_t *r);
+ngx_str_t *ngx_shinsei_request_header(ngx_http_request_t *r,
+    const char *name);
 void ngx_shinsei_request_end(ngx_http_request_t *r, ngx_int_t rc);
 
 

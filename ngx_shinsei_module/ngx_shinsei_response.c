@@ -523,8 +523,12 @@ ngx_shinsei_response_site(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         }
     }
 
+    /* refused for no session at all: sending it again cannot help */
+
     if (ctx->csrf_refused
-        && cJSON_AddTrueToObject(site, "csrf_error") == NULL)
+        && cJSON_AddTrueToObject(site, ss->valid ? "csrf_error"
+                                                 : "csrf_no_session")
+           == NULL)
     {
         return NGX_ERROR;
     }

@@ -19,6 +19,10 @@
 #define NGX_SHINSEI_ROUTE_LOGIN      0x02
 /* no tenant, no session: health checks */
 #define NGX_SHINSEI_ROUTE_BARE       0x04
+/* a form that takes files (multipart parts with a filename) */
+#define NGX_SHINSEI_ROUTE_FILES      0x08
+/* a page a mailed link opens: its token never goes to another site */
+#define NGX_SHINSEI_ROUTE_TOKEN      0x10
 
 
 struct ngx_shinsei_route_s {

@@ -35,6 +35,7 @@
 #include "ngx_shinsei_body.h"
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_db.h"
+#include "ngx_shinsei_request.h"
 #include "ngx_shinsei_response.h"
 #include "ngx_shinsei_router.h"
 #include "ngx_shinsei_string.h"
@@ -51,6 +52,7 @@ static ngx_int_t ngx_shinsei_session_user(ngx_http_request_t *r,
 static ngx_int_t ngx_shinsei_session_cookie_value(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_shinsei_session_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_shinsei_session_same_origin(ngx_http_request_t *r);
 static ngx_str_t *ngx_shinsei_session_cookie_name(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 static ngx_uint_t ngx_shinsei_session_insecure(ngx_http_request_t *r);
@@ -150,6 +152,21 @@ ngx_shinsei_session_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
+    if (value.len == 0 && r->method == NGX_HTTP_POST
+        && !ngx_shinsei_session_same_origin(r))
+    {
+        /*
+         * A POST without our cookie: a browser sends a SameSite=Lax
+         * cookie with every POST from our own pages, so this one came
+         * from elsewhere (or from a browser that keeps no cookies).  A
+         * session made now would replace the victim's cookie and log
+         * them out: none is made, and the CSRF step refuses the form.
+         * Only a browser that says the form is ours (Sec-Fetch-Site:
+         * same-origin) gets a new session, to send the form again.
+         */
+        return NGX_DECLINED;
+    }
+
     if (rt->flags & NGX_SHINSEI_ROUTE_SESSION) {
         if (ngx_shinsei_crypto_token(r->pool, &new_id, &new_hash)
             != NGX_OK)
@@ -201,19 +218,32 @@ ngx_shinsei_session_login_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
 /*
  * Every POST carries the session's CSRF token; a refused one is shown
- * its form again by the page step, with what was typed.
+ * its form again by the page step, with what was typed.  A POST the
+ * browser says came from another site (Fetch Metadata) is refused
+ * outright, with the 403 page.
  */
 
 ngx_int_t
 ngx_shinsei_session_csrf_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t              *token;
+    ngx_str_t              *token, *site;
     ngx_shinsei_session_t  *ss;
 
     if (ctx->route == NULL || r->method != NGX_HTTP_POST
         || (ctx->route->flags & NGX_SHINSEI_ROUTE_BARE))
     {
         return NGX_DECLINED;
+    }
+
+    site = ngx_shinsei_request_header(r, "Sec-Fetch-Site");
+
+    if (site && site->len == 10
+        && ngx_strncasecmp(site->data, (u_char *) "cross-site", 10) == 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "form refused: sent from "
+                      "another site (Sec-Fetch-Site: cross-site)");
+        return NGX_HTTP_FORBIDDEN;
     }
 
     ss = &ctx->session;
@@ -622,6 +652,18 @@ ngx_shinsei_session_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_shinsei_session_next_header(r);
+}
+
+
+static ngx_uint_t
+ngx_shinsei_session_same_origin(ngx_http_request_t *r)
+{
+    ngx_str_t  *site;
+
+    site = ngx_shinsei_request_header(r, "Sec-Fetch-Site");
+
+    return site && site->len == 11
+           && ngx_strncasecmp(site->data, (u_char *) "same-origin", 11) == 0;
 }
 
 
