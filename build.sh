@@ -37,8 +37,9 @@ run_pg_dir() {
 
 PACKAGES=(
     build-essential nginx nginx-dev libpq-dev libcurl4-openssl-dev
-    libcjson-dev libxml2-dev libssl-dev postgresql postgresql-client
-    python3-aiosmtpd perl libio-socket-ssl-perl wrk curl ca-certificates
+    libcjson-dev libxml2-dev libssl-dev libunistring-dev postgresql
+    postgresql-client
+    python3-aiosmtpd python3-cryptography perl libio-socket-ssl-perl wrk curl ca-certificates
     procps iproute2 openssl
 )
 
@@ -366,6 +367,12 @@ http {
     shinsei_password_blocklist $TOP/conf/common-passwords.txt;
     shinsei_smtp smtp://127.0.0.1:$smtpport timeout=10s retry=5s;
 
+    # the limits of conf/: per client, and the password checks at once
+    limit_req_zone \$shinsei_client zone=shinsei_login:10m rate=10r/m;
+    limit_req_zone \$shinsei_client zone=shinsei_mail:10m rate=5r/m;
+    limit_req_status 429;
+    shinsei_password_budget 32;
+
     server {
         listen 127.0.0.1:$port;
         shinsei_tenant katsuragi;
@@ -377,6 +384,14 @@ http {
         error_page 400 404 405 413 414 429 494 500 501 502 503 504 505 /_error;
 
         location / {
+            shinsei_app citizen;
+        }
+        location = /login {
+            limit_req zone=shinsei_login burst=5 nodelay;
+            shinsei_app citizen;
+        }
+        location ~ ^/(signup|password/forgot|mypage/email)\$ {
+            limit_req zone=shinsei_mail burst=3 nodelay;
             shinsei_app citizen;
         }
         location = /_error {

@@ -14,6 +14,7 @@
 #include "ngx_shinsei_response.h"
 #include "ngx_shinsei_string.h"
 #include "ngx_shinsei_mail.h"
+#include "ngx_shinsei_session.h"
 
 
 #define NGX_SHINSEI_FAILURES          5
@@ -71,12 +72,27 @@ ngx_shinsei_pg_stmt_t  ngx_shinsei_account_session_stmt =
     " FROM (SELECT 1) one LEFT JOIN old o ON o.live");
 
 
-/* the failure that starts the pause: the owner is told, once a window */
+static ngx_int_t ngx_shinsei_account_linked(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, PGresult *res);
+
+
+static ngx_shinsei_pg_stmt_t  ngx_shinsei_account_link_stmt =
+    ngx_shinsei_pg_stmt(
+    "UPDATE sessions SET link_kind = $3,"
+    " link_hash = decode(nullif($4, ''), 'hex')"
+    " WHERE id_hash = decode($2, 'hex') AND city = $1");
+
+
+/*
+ * The failure that starts the pause: the owner is told, once a day at
+ * most (finding 9: anyone can keep an account paused; its owner need not
+ * hear of it every 15 minutes).
+ */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_account_warn_stmt =
     ngx_shinsei_pg_stmt(
     "SELECT enqueue_mail($1, 'lockout:' || $2 || ':'"
-    " || floor(extract(epoch FROM now()) / 900), $3::jsonb)");
+    " || floor(extract(epoch FROM now()) / 86400), $3::jsonb)");
 
 
 const char  ngx_shinsei_hint_name[] =
@@ -88,8 +104,9 @@ const char  ngx_shinsei_hint_name_kana[] =
     "（例：カツラギ タロウ）";
 
 const char  ngx_shinsei_hint_new_password[] =
-    "8文字以上128文字以内。"
-    "よく使われていて推測されやすいものは使えません";
+    "12文字以上128文字以内。"
+    "よく使われていて推測されやすいものは使えません。"
+    "全角と半角の英数字は同じ文字として扱います";
 
 
 /*
@@ -188,7 +205,7 @@ ngx_shinsei_account_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
 /*
  * The values of an account mail: the resident's name, the link to follow
- * (site URL + path + token), and the login and reset pages.
+ * (site URL + path + token), and the login, reset and sign-up pages.
  */
 
 cJSON *
@@ -245,6 +262,12 @@ ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
         goto failed;
     }
 
+    *ngx_sprintf(p, "%V/signup", &sscf->site_url) = '\0';
+
+    if (cJSON_AddStringToObject(vars, "signup_url", (char *) p) == NULL) {
+        goto failed;
+    }
+
     return vars;
 
 failed:
@@ -255,75 +278,99 @@ failed:
 }
 
 
-/* the token of a link: "t" in the query, or in the form posted from it */
+/*
+ * A page a mailed link opens, as GET path?t=TOKEN: the token's hash goes
+ * into the session (sessions.link_hash, of its kind) and the browser to
+ * the page again without the token (finding 7), which then reads it from
+ * the session.  The token is in no later log line and no Referer, and
+ * these pages send none (NGX_SHINSEI_ROUTE_TOKEN).  NGX_DECLINED: no
+ * token in the query, the page goes on.
+ */
 
-ngx_str_t *
-ngx_shinsei_account_token(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
+ngx_int_t
+ngx_shinsei_account_link(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    const char *kind)
 {
     u_char     *p;
-    ngx_str_t  *t;
+    ngx_str_t   params[4], *t;
 
-    t = ngx_shinsei_body_field(r->method == NGX_HTTP_POST ? ctx->form
-                                                          : ctx->args,
-                               "t");
+    t = ngx_shinsei_body_field(ctx->args, "t");
 
-    if (t == NULL || t->len != NGX_SHINSEI_TOKEN_LEN) {
-        return NULL;
+    if (t == NULL) {
+        return NGX_DECLINED;
+    }
+
+    params[0] = ctx->tenant->code;
+    params[2].data = (u_char *) kind;
+    params[2].len = ngx_strlen(kind);
+    ngx_str_set(&params[3], "");
+
+    if (ngx_shinsei_session_id_hash(r, ctx, &params[1]) != NGX_OK) {
+        /* no session (no cookies): the page says it knows no link */
+        return ngx_shinsei_response_redirect(r, &r->uri);
     }
 
     for (p = t->data; p < t->data + t->len; p++) {
         if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
               || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
         {
-            return NULL;
+            break;
         }
     }
 
-    return t;
+    /* a token that cannot be one leaves the session knowing none */
+
+    if (t->len == NGX_SHINSEI_TOKEN_LEN && p == t->data + t->len
+        && ngx_shinsei_crypto_token_hash(r->pool, t, &params[3]) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_account_link_stmt, params, 4,
+                                ngx_shinsei_account_linked, 0);
+}
+
+
+static ngx_int_t
+ngx_shinsei_account_linked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    PGresult *res)
+{
+    return ngx_shinsei_response_redirect(r, &r->uri);
 }
 
 
 /*
- * A page a mailed link opens: the city and the hash of the link's token
- * are $1 and $2 of stmt; without a well-formed token the page says the
- * link is unknown, and no query is made.
+ * A page a mailed link opened: the city and the hash of the session are
+ * $1 and $2 of stmt, which finds the link's token with session_link().
  */
 
 ngx_int_t
 ngx_shinsei_account_token_query(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *page, ngx_shinsei_pg_stmt_t *stmt, ngx_shinsei_db_done_pt done)
 {
-    ngx_str_t   p[2], *token;
+    ngx_str_t  p[2];
 
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
+    if (ngx_shinsei_session_id_hash(r, ctx, &p[1]) != NGX_OK) {
         return ngx_shinsei_account_token_page(r, ctx, page, "unknown", NULL);
     }
 
     p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     return ngx_shinsei_db_query(r, stmt, p, 2, done, 0);
 }
 
 
 /*
- * A page reached from a link: "ok" shows its form, with the token in it;
- * "expired", "used" and "unknown" say so and what to do instead.
+ * A page reached from a link: "ok" shows its form; "expired", "used" and
+ * "unknown" say so and what to do instead.
  */
 
 ngx_int_t
 ngx_shinsei_account_token_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *page, const char *state, ngx_shinsei_field_def_t *defs)
 {
-    u_char      key[32];
-    char       *t;
-    cJSON      *view;
-    ngx_str_t  *token;
+    u_char   key[32];
+    cJSON   *view;
 
     view = ngx_shinsei_response_view(r, ctx);
     if (view == NULL) {
@@ -334,16 +381,6 @@ ngx_shinsei_account_token_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
     if (cJSON_AddTrueToObject(view, (char *) key) == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (ngx_strcmp(state, "ok") == 0 && token) {
-        t = ngx_shinsei_string_cstr(r->pool, token);
-
-        if (t == NULL || cJSON_AddStringToObject(view, "t", t) == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
     }
 
     if (ngx_strcmp(state, "ok") != 0) {

@@ -56,8 +56,8 @@ ngx_int_t ngx_shinsei_account_failed(ngx_http_request_t *r,
     ngx_str_t *email, ngx_str_t *name, ngx_shinsei_db_done_pt done);
 cJSON *ngx_shinsei_account_vars(ngx_http_request_t *r, ngx_str_t *name,
     const char *path, ngx_str_t *token);
-ngx_str_t *ngx_shinsei_account_token(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx);
+ngx_int_t ngx_shinsei_account_link(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, const char *kind);
 ngx_int_t ngx_shinsei_account_token_page(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, const char *page, const char *state,
     ngx_shinsei_field_def_t *defs);

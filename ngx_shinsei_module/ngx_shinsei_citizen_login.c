@@ -31,6 +31,7 @@ typedef struct {
     ngx_str_t                  name;
     ngx_str_t                  index;        /* of the address, hex */
     ngx_uint_t                 failures;     /* before this attempt */
+    unsigned                   short_password:1;
     unsigned                   exists:1;
     unsigned                   verified:1;
 } ngx_shinsei_login_t;
@@ -45,8 +46,6 @@ static ngx_int_t ngx_shinsei_login_found(ngx_http_request_t *r,
 static ngx_int_t ngx_shinsei_login_checked(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_shinsei_password_t *pw);
 static ngx_int_t ngx_shinsei_login_failed(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, PGresult *res);
-static ngx_int_t ngx_shinsei_login_unverified(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_shinsei_login_ok(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, PGresult *res);
@@ -92,13 +91,6 @@ static ngx_shinsei_field_def_t  ngx_shinsei_login_fields[] = {
 static const char  ngx_shinsei_login_msg_failed[] =
     "メールアドレスまたはパスワードが正しくありません";
 
-static const char  ngx_shinsei_login_msg_unverified[] =
-    "メールアドレスの確認がまだ済んでいません。"
-    "確認のメールをもう一度お送りしました。"
-    "メールに書かれたリンクを開いてから、"
-    "ログインしてください。";
-
-
 /*
  * One row whether the address has an account or not: the pause and the
  * failures (login_attempt() counts this attempt), then the account.
@@ -111,27 +103,6 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_lookup_stmt =
     " FROM login_attempt($1, decode($2, 'hex')) a"
     " LEFT JOIN citizens c"
     "  ON c.city = $1 AND c.email_index = decode($2, 'hex')");
-
-
-/*
- * A verification mail again, once per account and ten minutes; the right
- * password removes the attempt counted before the check ($5 the index).
- */
-
-static ngx_shinsei_pg_stmt_t  ngx_shinsei_login_resend_stmt =
-    ngx_shinsei_pg_stmt(
-    "WITH f AS (DELETE FROM login_failures"
-    "  WHERE city = $1 AND email_index = decode($5, 'hex')),"
-    " k AS (SELECT 'verify_resend:' || $2 || ':'"
-    "  || floor(extract(epoch FROM now()) / 600) AS key),"
-    " t AS (INSERT INTO tokens (city, citizen_id, kind, token_hash,"
-    "  expires_at)"
-    " SELECT $1, $2::bigint, 'verify', decode($3, 'hex'),"
-    "  now() + interval '24 hours'"
-    " WHERE NOT EXISTS (SELECT 1 FROM outbox"
-    "  WHERE city = $1 AND key = (SELECT key FROM k))"
-    " RETURNING id)"
-    " SELECT enqueue_mail($1, (SELECT key FROM k), $4::jsonb) FROM t");
 
 
 /*
@@ -229,6 +200,7 @@ static ngx_int_t
 ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
+    u_char                aad[NGX_SHINSEI_AAD_LEN];
     ngx_int_t             rc;
     ngx_str_t             stored, *password;
     ngx_shinsei_login_t  *lg;
@@ -257,14 +229,22 @@ ngx_shinsei_login_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     lg->exists = 1;
     lg->verified = PQgetvalue(res, 0, 4)[0] == 't';
 
+    /* no password yet (never verified): the same work, and a refusal */
+
     if (ngx_shinsei_db_value(r, res, 0, 2, &lg->id) != NGX_OK
-        || ngx_shinsei_db_value(r, res, 0, 3, &stored) != NGX_OK
-        || ngx_shinsei_db_decrypt(r, res, 0, 5, "name", &lg->name) != NGX_OK)
+        || ngx_shinsei_db_value(r, res, 0, 3, &stored) == NGX_ERROR
+        || ngx_shinsei_db_decrypt(r, res, 0, 5,
+                                  ngx_shinsei_crypto_aad(aad,
+                                                         "citizens.name_enc",
+                                                         &lg->id),
+                                  &lg->name)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_shinsei_crypto_password_verify(r, password, &stored,
+    return ngx_shinsei_crypto_password_verify(r, password,
+                                              stored.len ? &stored : NULL,
                                               ngx_shinsei_login_checked);
 }
 
@@ -273,8 +253,7 @@ static ngx_int_t
 ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_password_t *pw)
 {
-    cJSON                *vars;
-    ngx_str_t             p[6], token, *email;
+    ngx_str_t             p[6], *email;
     ngx_shinsei_login_t  *lg;
 
     lg = ctx->data;
@@ -283,39 +262,23 @@ ngx_shinsei_login_checked(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     p[0] = ctx->tenant->code;
     p[1] = lg->id;
 
-    if (!pw->verified) {
+    /*
+     * An account never verified has no password: it cannot log in, and
+     * its address, not confirmed, gets no mail about the failures.
+     */
 
-        return ngx_shinsei_account_failed(r, ctx, lg->failures, &lg->id,
+    if (!pw->verified || !lg->verified) {
+        return ngx_shinsei_account_failed(r, ctx, lg->failures,
+                                          lg->verified ? &lg->id : NULL,
                                           email, &lg->name,
                                           ngx_shinsei_login_failed);
-    }
-
-    if (!lg->verified) {
-        /* the right password, an address never confirmed: mail again */
-
-        if (ngx_shinsei_crypto_token(r->pool, &token, &p[2]) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        vars = ngx_shinsei_account_vars(r, &lg->name, "/verify?t=", &token);
-        if (vars == NULL
-            || ngx_shinsei_mail_build(r, ctx, "mail/signup_verify", email,
-                                      vars, &p[3])
-               != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p[4] = lg->index;
-
-        return ngx_shinsei_db_query(r, &ngx_shinsei_login_resend_stmt, p, 5,
-                                    ngx_shinsei_login_unverified, 0);
     }
 
     if (ngx_shinsei_session_rotate(r, ctx, &p[2], &p[3]) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    lg->short_password = pw->short_password;
     p[4] = pw->hash;
     p[5] = lg->index;
 
@@ -332,21 +295,6 @@ ngx_shinsei_login_failed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     if (ngx_shinsei_form_error(r, ctx, NULL, ngx_shinsei_login_msg_failed)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_login_form(r, ctx);
-}
-
-
-static ngx_int_t
-ngx_shinsei_login_unverified(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    PGresult *res)
-{
-    if (ngx_shinsei_form_error(r, ctx, NULL,
-                               ngx_shinsei_login_msg_unverified)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -399,12 +347,23 @@ ngx_shinsei_logout_done(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 }
 
 
-/* back where the resident was going: same-site paths only */
+/*
+ * back where the resident was going: same-site paths only; a password
+ * shorter than the rules of today is to be changed first (finding 3)
+ */
 
 static ngx_int_t
 ngx_shinsei_login_next(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_str_t  *next;
+    ngx_str_t            *next;
+    ngx_shinsei_login_t  *lg;
+
+    lg = ctx->data;
+
+    if (lg->short_password) {
+        return ngx_shinsei_response_redirect_to(r,
+                                       "/mypage/password?m=password_short");
+    }
 
     next = ngx_shinsei_form_value(ctx, "next");
 

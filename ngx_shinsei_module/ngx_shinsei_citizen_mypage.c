@@ -123,10 +123,12 @@ ngx_shinsei_route_t  ngx_shinsei_mypage_routes[] = {
       ngx_shinsei_email_sent, NGX_SHINSEI_MYPAGE, NULL },
 
     { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/email/confirm"),
-      ngx_shinsei_email_confirm_page, NGX_SHINSEI_ROUTE_SESSION, NULL },
+      ngx_shinsei_email_confirm_page,
+      NGX_SHINSEI_ROUTE_SESSION|NGX_SHINSEI_ROUTE_TOKEN, NULL },
 
     { NGX_HTTP_POST, ngx_string("/email/confirm"),
-      ngx_shinsei_email_confirm_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_email_confirm_post,
+      NGX_SHINSEI_ROUTE_SESSION|NGX_SHINSEI_ROUTE_TOKEN,
       ngx_shinsei_email_confirm_page },
 
     { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/mypage/delete"),
@@ -264,16 +266,18 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_stmt =
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_state_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT token_state($1, 'email', decode($2, 'hex'))");
+    "SELECT token_state($1, 'email',"
+    " session_link($1, decode($2, 'hex'), 'email'))");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_email_confirm_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH c AS (SELECT change_email($1, decode($2, 'hex')) AS status)"
+    "WITH l AS (SELECT session_link($1, decode($2, 'hex'), 'email') AS hash),"
+    " c AS (SELECT change_email($1, (SELECT hash FROM l)) AS status)"
     " SELECT c.status, (SELECT string_agg(encode(s.id_hash, 'hex'), ' ')"
     "  FROM tokens t JOIN sessions s ON s.citizen_id = t.citizen_id"
     "  WHERE t.city = $1 AND t.kind = 'email'"
-    "  AND t.token_hash = decode($2, 'hex'))"
+    "  AND t.token_hash = (SELECT hash FROM l))"
     " FROM c");
 
 
@@ -300,7 +304,8 @@ ngx_shinsei_mypage(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     cJSON      *view;
     ngx_str_t   k, d;
 
-    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc", "name_kana", &k)
+    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc",
+                                    "citizens.name_kana_enc", &k)
         != NGX_OK
         || ngx_shinsei_session_profile(r, ctx, "since", NULL, &d) != NGX_OK)
     {
@@ -333,7 +338,8 @@ ngx_shinsei_name_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     ngx_str_t  kana;
 
-    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc", "name_kana",
+    if (ngx_shinsei_session_profile(r, ctx, "name_kana_enc",
+                                    "citizens.name_kana_enc",
                                     &kana)
         != NGX_OK
         || ngx_shinsei_form_set(r, ctx, "name", &ctx->session.name) != NGX_OK
@@ -357,6 +363,7 @@ ngx_shinsei_name_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_name_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
+    u_char      aad[NGX_SHINSEI_AAD_LEN];
     ngx_int_t   rc;
     ngx_str_t   p[4], *name, *kana;
 
@@ -374,8 +381,15 @@ ngx_shinsei_name_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     kana = ngx_shinsei_form_value(ctx, "name_kana");
 
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
-        || ngx_shinsei_crypto_encrypt(r->pool, name, "name", &p[2]) != NGX_OK
-        || ngx_shinsei_crypto_encrypt(r->pool, kana, "name_kana", &p[3])
+        || ngx_shinsei_crypto_encrypt(r->pool, name,
+                             ngx_shinsei_crypto_aad_id(aad, "citizens.name_enc",
+                                                       ctx->session.user_id),
+                             &p[2])
+           != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, kana,
+                        ngx_shinsei_crypto_aad_id(aad, "citizens.name_kana_enc",
+                                                  ctx->session.user_id),
+                        &p[3])
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -476,6 +490,7 @@ ngx_shinsei_email_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_email_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
+    u_char      aad[NGX_SHINSEI_AAD_LEN];
     cJSON      *vars;
     ngx_str_t   p[7], token, *email;
 
@@ -483,14 +498,19 @@ ngx_shinsei_email_change(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
     if (ngx_shinsei_mypage_id(r, ctx, p) != NGX_OK
         || ngx_shinsei_crypto_token(r->pool, &token, &p[2]) != NGX_OK
-        || ngx_shinsei_crypto_encrypt(r->pool, email, "email", &p[3]) != NGX_OK
+        || ngx_shinsei_crypto_encrypt(r->pool, email,
+                          ngx_shinsei_crypto_aad_id(aad, "citizens.email_enc",
+                                                    ctx->session.user_id),
+                          &p[3])
+           != NGX_OK
         || ngx_shinsei_crypto_blind_index(r->pool, email, &p[4]) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    vars = ngx_shinsei_account_vars(r, &ctx->session.name,
-                                    "/email/confirm?t=", &token);
+    /* to an address not confirmed: nothing typed goes in (finding 2) */
+
+    vars = ngx_shinsei_account_vars(r, NULL, "/email/confirm?t=", &token);
     if (vars == NULL
         || ngx_shinsei_mail_build(r, ctx, "mail/email_confirm", email, vars,
                                   &p[5])
@@ -524,6 +544,14 @@ ngx_shinsei_email_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_email_confirm_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_shinsei_account_link(r, ctx, "email");
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     return ngx_shinsei_account_token_query(r, ctx, "email_confirm",
                                            &ngx_shinsei_email_state_stmt,
                                            ngx_shinsei_email_confirm_state);

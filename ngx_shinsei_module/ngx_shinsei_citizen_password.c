@@ -66,10 +66,12 @@ ngx_shinsei_route_t  ngx_shinsei_password_routes[] = {
       ngx_shinsei_forgot_sent, 0, NULL },
 
     { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/password/reset"),
-      ngx_shinsei_reset_page, NGX_SHINSEI_ROUTE_SESSION, NULL },
+      ngx_shinsei_reset_page,
+      NGX_SHINSEI_ROUTE_SESSION|NGX_SHINSEI_ROUTE_TOKEN, NULL },
 
     { NGX_HTTP_POST, ngx_string("/password/reset"),
-      ngx_shinsei_reset_post, NGX_SHINSEI_ROUTE_SESSION,
+      ngx_shinsei_reset_post,
+      NGX_SHINSEI_ROUTE_SESSION|NGX_SHINSEI_ROUTE_TOKEN,
       ngx_shinsei_reset_form },
 
     ngx_shinsei_null_route
@@ -91,29 +93,30 @@ static ngx_shinsei_field_def_t  ngx_shinsei_reset_fields[] = {
 
 
 /*
- * The same statement, the same mail made, for an address with an account
- * and without: only the time it takes to answer could tell, and it does
- * not differ by more than a row written.
+ * The same statement, the same mails made, and a mail queued, for an
+ * address with an account and without (finding 8): the link, or "there
+ * is no account with this address".  Only the token row differs.
  */
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_forgot_stmt =
     ngx_shinsei_pg_stmt(
     "SELECT request_reset($1, decode($2, 'hex'), decode($3, 'hex'),"
-    " $4::jsonb)");
+    " $4::jsonb, $5::jsonb)");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_state_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT token_state($1, 'reset', decode($2, 'hex'))");
+    "SELECT token_state($1, 'reset',"
+    " session_link($1, decode($2, 'hex'), 'reset'))");
 
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_lookup_stmt =
     ngx_shinsei_pg_stmt(
-    "SELECT token_state($1, 'reset', decode($2, 'hex')),"
-    " c.email_enc, c.name_enc"
-    " FROM (SELECT 1) one"
+    "SELECT token_state($1, 'reset', l.hash), c.email_enc, c.name_enc,"
+    " c.id"
+    " FROM (SELECT session_link($1, decode($2, 'hex'), 'reset') AS hash) l"
     " LEFT JOIN tokens t ON t.city = $1 AND t.kind = 'reset'"
-    "  AND t.token_hash = decode($2, 'hex')"
+    "  AND t.token_hash = l.hash"
     " LEFT JOIN citizens c ON c.id = t.citizen_id AND c.city = t.city");
 
 
@@ -125,7 +128,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_lookup_stmt =
 
 static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     ngx_shinsei_pg_stmt(
-    "WITH t AS (SELECT * FROM use_token($1, 'reset', decode($2, 'hex'))),"
+    "WITH l AS (SELECT session_link($1, decode($2, 'hex'), 'reset') AS hash),"
+    " t AS (SELECT * FROM use_token($1, 'reset', (SELECT hash FROM l))),"
     " up AS (UPDATE citizens SET password_hash = $3, updated_at = now(),"
     "  verified_at = coalesce(verified_at, now())"
     "  WHERE id = (SELECT citizen_id FROM t WHERE status = 'ok')"
@@ -137,7 +141,8 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_reset_stmt =
     " o AS (UPDATE tokens SET used_at = now()"
     "  WHERE citizen_id IN (SELECT id FROM up)"
     "  AND kind IN ('reset', 'email')"
-    "  AND used_at IS NULL AND token_hash <> decode($2, 'hex')),"
+    "  AND used_at IS NULL"
+    "  AND token_hash IS DISTINCT FROM (SELECT hash FROM l)),"
     " m AS (SELECT enqueue_mail($1, 'password_changed:' || id || ':'"
     "  || extract(epoch FROM now())::bigint, $4::jsonb) FROM up)"
     " SELECT (SELECT status FROM t), (SELECT count(*) FROM m),"
@@ -157,7 +162,7 @@ ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
     cJSON      *vars;
     ngx_int_t   rc;
-    ngx_str_t   p[4], token, *email;
+    ngx_str_t   p[5], token, *email;
 
     rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_forgot_fields);
 
@@ -189,7 +194,16 @@ ngx_shinsei_forgot_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_shinsei_db_query(r, &ngx_shinsei_forgot_stmt, p, 4,
+    vars = ngx_shinsei_account_vars(r, NULL, NULL, NULL);
+    if (vars == NULL
+        || ngx_shinsei_mail_build(r, ctx, "mail/password_reset_unknown",
+                                  email, vars, &p[4])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_shinsei_db_query(r, &ngx_shinsei_forgot_stmt, p, 5,
                                 ngx_shinsei_forgot_done, 0);
 }
 
@@ -213,6 +227,14 @@ ngx_shinsei_forgot_sent(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_reset_page(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_shinsei_account_link(r, ctx, "reset");
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     return ngx_shinsei_account_token_query(r, ctx, "password_reset",
                                            &ngx_shinsei_reset_state_stmt,
                                            ngx_shinsei_reset_state);
@@ -234,11 +256,6 @@ ngx_shinsei_reset_state(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 static ngx_int_t
 ngx_shinsei_reset_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    if (ngx_shinsei_account_token(r, ctx) == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
-                                              "unknown", NULL);
-    }
-
     return ngx_shinsei_account_token_page(r, ctx, "password_reset", "ok",
                                           ngx_shinsei_reset_fields);
 }
@@ -247,15 +264,7 @@ ngx_shinsei_reset_form(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 static ngx_int_t
 ngx_shinsei_reset_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 {
-    ngx_int_t   rc;
-    ngx_str_t   p[2], *token;
-
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL) {
-        return ngx_shinsei_account_token_page(r, ctx, "password_reset",
-                                              "unknown", NULL);
-    }
+    ngx_int_t  rc;
 
     rc = ngx_shinsei_form_check(r, ctx, ngx_shinsei_reset_fields);
 
@@ -267,14 +276,9 @@ ngx_shinsei_reset_post(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
         return ngx_shinsei_reset_form(r, ctx);
     }
 
-    p[0] = ctx->tenant->code;
-
-    if (ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_shinsei_db_query(r, &ngx_shinsei_reset_lookup_stmt, p, 2,
-                                ngx_shinsei_reset_found, 0);
+    return ngx_shinsei_account_token_query(r, ctx, "password_reset",
+                                           &ngx_shinsei_reset_lookup_stmt,
+                                           ngx_shinsei_reset_found);
 }
 
 
@@ -283,6 +287,8 @@ ngx_shinsei_reset_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     PGresult *res)
 {
     char                 *state;
+    u_char                aad[NGX_SHINSEI_AAD_LEN];
+    ngx_str_t             id;
     ngx_shinsei_reset_t  *rs;
 
     state = PQgetvalue(res, 0, 0);
@@ -297,8 +303,19 @@ ngx_shinsei_reset_found(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_shinsei_db_decrypt(r, res, 0, 1, "email", &rs->email) != NGX_OK
-        || ngx_shinsei_db_decrypt(r, res, 0, 2, "name", &rs->name) != NGX_OK)
+    if (ngx_shinsei_db_value(r, res, 0, 3, &id) != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 1,
+                                  ngx_shinsei_crypto_aad(aad,
+                                                         "citizens.email_enc",
+                                                         &id),
+                                  &rs->email)
+           != NGX_OK
+        || ngx_shinsei_db_decrypt(r, res, 0, 2,
+                                  ngx_shinsei_crypto_aad(aad,
+                                                         "citizens.name_enc",
+                                                         &id),
+                                  &rs->name)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -316,7 +333,7 @@ ngx_shinsei_reset_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_password_t *pw)
 {
     cJSON                *vars;
-    ngx_str_t             p[4], *token;
+    ngx_str_t             p[4];
     ngx_shinsei_reset_t  *rs;
 
     rs = ctx->data;
@@ -324,11 +341,7 @@ ngx_shinsei_reset_hashed(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     p[0] = ctx->tenant->code;
     p[2] = pw->hash;
 
-    token = ngx_shinsei_account_token(r, ctx);
-
-    if (token == NULL
-        || ngx_shinsei_crypto_token_hash(r->pool, token, &p[1]) != NGX_OK)
-    {
+    if (ngx_shinsei_session_id_hash(r, ctx, &p[1]) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

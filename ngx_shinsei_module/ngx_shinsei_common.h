@@ -17,6 +17,9 @@
 
 #define NGX_SHINSEI_HTTP_UNPROCESSABLE  422
 
+/* characters of a new password, at least (of its NFKC form) */
+#define NGX_SHINSEI_PASSWORD_MIN      12
+
 /* pages for a browser: security headers, HTML error pages */
 #define NGX_SHINSEI_APP_BROWSER       0x01
 /* nginx's own errors (error_page ... /_error), no routes */
@@ -103,6 +106,7 @@ typedef struct {
 
     ngx_shinsei_keys_t        *keys;
     ngx_shinsei_kdf_conf_t     kdf;
+    ngx_int_t                  password_budget;   /* hashes at once */
     ngx_str_t                  thread_pool_name;
     ngx_thread_pool_t         *thread_pool;
     ngx_array_t               *blocklist;    /* sorted ngx_str_t */

@@ -25,6 +25,7 @@
 
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_request.h"
+#include "ngx_shinsei_string.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -45,6 +46,12 @@
 #define NGX_SHINSEI_NONCE_LEN       12
 #define NGX_SHINSEI_TAG_LEN         16
 
+typedef struct {
+    const char                *column;
+    const char                *aad;
+} ngx_shinsei_crypto_first_t;
+
+
 #define NGX_SHINSEI_PW_HASH         0
 #define NGX_SHINSEI_PW_VERIFY       1
 #define NGX_SHINSEI_PW_RUNNING      60000
@@ -52,6 +59,8 @@
 
 static char *ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys);
+static void ngx_shinsei_crypto_wipe_keys(void *data);
+static ngx_uint_t ngx_shinsei_crypto_key_id_valid(ngx_str_t *id);
 static void ngx_shinsei_password_thread(void *data, ngx_log_t *log);
 static void ngx_shinsei_password_event(ngx_event_t *ev);
 static void ngx_shinsei_password_running(ngx_event_t *ev);
@@ -68,9 +77,14 @@ static ngx_int_t ngx_shinsei_password_decode(ngx_str_t *stored,
     u_char *hash);
 static ngx_int_t ngx_shinsei_hex_key(ngx_str_t *hex, u_char *key);
 static ngx_shinsei_data_key_t *ngx_shinsei_find_key(ngx_str_t *id);
+static const char *ngx_shinsei_crypto_first_aad(const char *aad);
+static ngx_int_t ngx_shinsei_crypto_open(ngx_pool_t *pool,
+    ngx_shinsei_data_key_t *key, ngx_str_t *raw, const char *aad,
+    ngx_str_t *out);
 
 
 static ngx_shinsei_main_conf_t  *ngx_shinsei_crypto_conf;
+static ngx_int_t                 ngx_shinsei_crypto_hashing;
 
 /* verified against when the account does not exist: the same work */
 static u_char  ngx_shinsei_dummy_salt[NGX_SHINSEI_SALT_LEN] =
@@ -239,6 +253,12 @@ ngx_shinsei_crypto_read_file(ngx_conf_t *cf, const char *directive,
 }
 
 
+/*
+ * The key file.  Every way out wipes what it read; the keys themselves are
+ * wiped when the configuration that holds them is freed (a reload, the
+ * end), and at once when the file is refused.
+ */
+
 static char *
 ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     ngx_shinsei_keys_t **keys)
@@ -246,6 +266,7 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     u_char                  *p, *last, *line, *eol;
     ngx_str_t                word[3], text;
     ngx_uint_t               nwords, have_index, lineno, i;
+    ngx_pool_cleanup_t      *cln;
     ngx_shinsei_keys_t      *k;
     ngx_shinsei_data_key_t  *dk;
 
@@ -259,6 +280,14 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
     {
         return NGX_CONF_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_shinsei_crypto_wipe_keys;
+    cln->data = k;
 
     if (ngx_shinsei_crypto_read_file(cf, "shinsei_data_keys", file, 65536, 1,
                                      cf->temp_pool, &text)
@@ -313,11 +342,10 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
         {
             if (have_index) {
                 /* one index key only: which would the look-ups use? */
-                ngx_explicit_memzero(text.data, text.len);
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"shinsei_data_keys\": line %ui of \"%V\" "
                                    "repeats the \"index\" line", lineno, file);
-                return NGX_CONF_ERROR;
+                goto failed;
             }
 
             if (ngx_shinsei_hex_key(&word[1], k->index_key) == NGX_OK) {
@@ -328,9 +356,7 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
 
         if (nwords == 3 && word[0].len == 3
             && ngx_strncmp(word[0].data, "key", 3) == 0
-            && word[1].len > 0 && word[1].len <= 16
-            && ngx_strlchr(word[1].data, word[1].data + word[1].len, ':')
-               == NULL)
+            && ngx_shinsei_crypto_key_id_valid(&word[1]))
         {
             dk = k->keys.elts;
 
@@ -340,18 +366,17 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
                        == 0)
                 {
                     /* which of the two decrypts old data? */
-                    ngx_explicit_memzero(text.data, text.len);
                     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                        "\"shinsei_data_keys\": line %ui of "
                                        "\"%V\" repeats the key id \"%V\"",
                                        lineno, file, &dk[i].id);
-                    return NGX_CONF_ERROR;
+                    goto failed;
                 }
             }
 
             dk = ngx_array_push(&k->keys);
             if (dk == NULL) {
-                return NGX_CONF_ERROR;
+                goto failed;
             }
 
             dk->id.data = ngx_pstrdup(cf->pool, &word[1]);
@@ -365,12 +390,12 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
 
         /* the line itself is never logged: it may hold a key */
 
-        ngx_explicit_memzero(text.data, text.len);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"shinsei_data_keys\": line %ui of \"%V\" is not "
-                           "\"index <64 hex>\" or \"key <id> <64 hex>\"",
+                           "\"index <64 hex>\" or \"key <id> <64 hex>\" (an "
+                           "id of 1 to 16 of A-Z, a-z, 0-9, \"-\" and \"_\")",
                            lineno, file);
-        return NGX_CONF_ERROR;
+        goto failed;
     }
 
     ngx_explicit_memzero(text.data, text.len);
@@ -379,12 +404,58 @@ ngx_shinsei_crypto_load_keys(ngx_conf_t *cf, ngx_str_t *file,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"shinsei_data_keys\": \"%V\" needs an \"index\" "
                            "line and at least one \"key\" line", file);
+        ngx_shinsei_crypto_wipe_keys(k);
         return NGX_CONF_ERROR;
     }
 
     *keys = k;
 
     return NGX_CONF_OK;
+
+failed:
+
+    ngx_explicit_memzero(text.data, text.len);
+    ngx_shinsei_crypto_wipe_keys(k);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_shinsei_crypto_wipe_keys(void *data)
+{
+    ngx_shinsei_keys_t *k = data;
+
+    ngx_explicit_memzero(k->index_key, sizeof(k->index_key));
+    ngx_explicit_memzero(k->keys.elts,
+                         k->keys.nelts * sizeof(ngx_shinsei_data_key_t));
+}
+
+
+/*
+ * A key id: 1 to 16 of A-Z, a-z, 0-9, "-" and "_"; a stored value names
+ * it before a ":" (and ".v1" after it marks a value of the first format,
+ * whose associated data was the column's name only).
+ */
+
+static ngx_uint_t
+ngx_shinsei_crypto_key_id_valid(ngx_str_t *id)
+{
+    u_char  *p;
+
+    if (id->len == 0 || id->len > 16) {
+        return 0;
+    }
+
+    for (p = id->data; p < id->data + id->len; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -494,16 +565,22 @@ done:
 }
 
 
+/*
+ * A value "keyid:base64(nonce | ciphertext | tag)", with aad its table,
+ * column and row (ngx_shinsei_crypto_aad()).  A value of the first format
+ * ("keyid.v1:"; sql/013 marks them, and any written by another client
+ * than the module) was bound to the column's name only: it is read so,
+ * and the re-encryption job binds it to its row.
+ */
+
 ngx_int_t
 ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
     ngx_str_t *out)
 {
-    int                      len;
-    u_char                  *colon, *p;
-    size_t                   n;
+    u_char                  *colon;
     ngx_str_t                id, b64, raw;
-    ngx_int_t                rc;
-    EVP_CIPHER_CTX          *cipher;
+    ngx_uint_t               legacy;
+    const char              *first;
     ngx_shinsei_data_key_t  *key;
 
     colon = ngx_strlchr(in->data, in->data + in->len, ':');
@@ -513,6 +590,12 @@ ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
 
     id.data = in->data;
     id.len = colon - in->data;
+
+    legacy = id.len > 3 && ngx_strncmp(colon - 3, ".v1", 3) == 0;
+
+    if (legacy) {
+        id.len -= 3;
+    }
 
     key = ngx_shinsei_find_key(&id);
     if (key == NULL) {
@@ -533,7 +616,83 @@ ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
         return NGX_ERROR;
     }
 
-    n = raw.len - NGX_SHINSEI_NONCE_LEN - NGX_SHINSEI_TAG_LEN;
+    if (legacy) {
+        first = ngx_shinsei_crypto_first_aad(aad);
+
+        return first ? ngx_shinsei_crypto_open(pool, key, &raw, first, out)
+                     : NGX_ERROR;
+    }
+
+    /* a value bound to another row or column fails here */
+
+    return ngx_shinsei_crypto_open(pool, key, &raw, aad, out);
+}
+
+
+/* the associated data of a value: "table.column:row" (finding 10) */
+
+char *
+ngx_shinsei_crypto_aad(u_char *buf, const char *column, ngx_str_t *row)
+{
+    *ngx_snprintf(buf, NGX_SHINSEI_AAD_LEN - 1, "%s:%V", column, row) = '\0';
+
+    return (char *) buf;
+}
+
+
+char *
+ngx_shinsei_crypto_aad_id(u_char *buf, const char *column, int64_t id)
+{
+    *ngx_snprintf(buf, NGX_SHINSEI_AAD_LEN - 1, "%s:%L", column, id) = '\0';
+
+    return (char *) buf;
+}
+
+
+/* the associated data of the first format: the column's name */
+
+static const char *
+ngx_shinsei_crypto_first_aad(const char *aad)
+{
+    size_t                       len;
+    const char                  *colon;
+    ngx_shinsei_crypto_first_t  *f;
+
+    static ngx_shinsei_crypto_first_t  first[] = {
+        { "citizens.email_enc", "email" },
+        { "citizens.name_enc", "name" },
+        { "citizens.name_kana_enc", "name_kana" },
+        { "outbox.recipient_enc", "email" },
+        { "outbox.body_enc", "mail_body" },
+        { NULL, NULL }
+    };
+
+    colon = (const char *) ngx_strchr(aad, ':');
+    len = colon ? (size_t) (colon - aad) : ngx_strlen(aad);
+
+    for (f = first; f->column; f++) {
+        if (ngx_strlen(f->column) == len
+            && ngx_strncmp(f->column, aad, len) == 0)
+        {
+            return f->aad;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_shinsei_crypto_open(ngx_pool_t *pool, ngx_shinsei_data_key_t *key,
+    ngx_str_t *raw, const char *aad, ngx_str_t *out)
+{
+    int              len;
+    u_char          *p;
+    size_t           n;
+    ngx_int_t        rc;
+    EVP_CIPHER_CTX  *cipher;
+
+    n = raw->len - NGX_SHINSEI_NONCE_LEN - NGX_SHINSEI_TAG_LEN;
 
     out->data = ngx_pnalloc(pool, n + 1);
     if (out->data == NULL) {
@@ -549,11 +708,11 @@ ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
     p = out->data;
 
     if (EVP_DecryptInit_ex(cipher, EVP_aes_256_gcm(), NULL, key->key,
-                           raw.data) != 1
+                           raw->data) != 1
         || EVP_DecryptUpdate(cipher, NULL, &len, (u_char *) aad,
                              ngx_strlen(aad)) != 1
         || EVP_DecryptUpdate(cipher, p, &len,
-                             raw.data + NGX_SHINSEI_NONCE_LEN, n) != 1)
+                             raw->data + NGX_SHINSEI_NONCE_LEN, n) != 1)
     {
         goto done;
     }
@@ -561,7 +720,7 @@ ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in, const char *aad,
     p += len;
 
     if (EVP_CIPHER_CTX_ctrl(cipher, EVP_CTRL_GCM_SET_TAG, NGX_SHINSEI_TAG_LEN,
-                            raw.data + raw.len - NGX_SHINSEI_TAG_LEN) != 1
+                            raw->data + raw->len - NGX_SHINSEI_TAG_LEN) != 1
         || EVP_DecryptFinal_ex(cipher, p, &len) != 1)
     {
         goto done;
@@ -690,7 +849,23 @@ ngx_shinsei_crypto_password_verify(ngx_http_request_t *r, ngx_str_t *password,
         return NGX_ERROR;
     }
 
-    pw->password = *password;
+    /*
+     * The NFKC form is what new hashes are of; a hash stored before it
+     * was (of the bytes as typed) is tried too, and replaced on success.
+     */
+
+    if (ngx_shinsei_string_nfkc(r->pool, password, &pw->password) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (pw->password.len != password->len
+        || ngx_memcmp(pw->password.data, password->data, password->len) != 0)
+    {
+        pw->raw = *password;
+    }
+
+    pw->short_password = ngx_shinsei_string_chars(&pw->password)
+                         < NGX_SHINSEI_PASSWORD_MIN;
 
     if (stored) {
         pw->stored = *stored;
@@ -710,6 +885,20 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
     ngx_shinsei_main_conf_t  *smcf;
 
     smcf = ngx_shinsei_crypto_conf;
+
+    /*
+     * Finding 9: a flood of logins must not fill the thread pool's queue
+     * (every later login would wait behind it): past the budget, the page
+     * says to try again later.
+     */
+
+    if (ngx_shinsei_crypto_hashing >= smcf->password_budget) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      ngx_shinsei_log_prefix "password check refused: %i "
+                      "hashes already running or queued "
+                      "(shinsei_password_budget)", ngx_shinsei_crypto_hashing);
+        return NGX_BUSY;
+    }
 
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_shinsei_password_t *));
     if (task == NULL) {
@@ -749,6 +938,7 @@ ngx_shinsei_password_post(ngx_http_request_t *r, ngx_shinsei_password_t *pw)
     ngx_add_timer(&pw->running, NGX_SHINSEI_PW_RUNNING);
 
     r->main->blocked++;
+    ngx_shinsei_crypto_hashing++;
 
     ngx_shinsei_request_suspend(r, ngx_shinsei_password_resume, pw);
 
@@ -787,6 +977,13 @@ ngx_shinsei_password_thread(void *data, ngx_log_t *log)
             (void) ngx_shinsei_scrypt(&pw->password, ngx_shinsei_dummy_salt,
                                       pw->kdf->ln, pw->kdf->r, pw->kdf->p,
                                       hash);
+
+            if (pw->raw.len) {
+                (void) ngx_shinsei_scrypt(&pw->raw, ngx_shinsei_dummy_salt,
+                                          pw->kdf->ln, pw->kdf->r,
+                                          pw->kdf->p, hash);
+            }
+
             goto done;
         }
 
@@ -798,13 +995,27 @@ ngx_shinsei_password_thread(void *data, ngx_log_t *log)
 
         pw->verified = CRYPTO_memcmp(hash, want, NGX_SHINSEI_HASH_LEN) == 0;
 
+        /* a hash of the bytes as typed, from before NFKC: upgraded */
+
+        if (!pw->verified && pw->raw.len
+            && ngx_shinsei_scrypt(&pw->raw, salt, ln, r, pp, hash) == NGX_OK
+            && CRYPTO_memcmp(hash, want, NGX_SHINSEI_HASH_LEN) == 0)
+        {
+            pw->verified = 1;
+            pw->raw_matched = 1;
+        }
+
         if (!pw->verified
-            || (ln == pw->kdf->ln && r == pw->kdf->r && pp == pw->kdf->p))
+            || (!pw->raw_matched
+                && ln == pw->kdf->ln && r == pw->kdf->r && pp == pw->kdf->p))
         {
             goto done;
         }
 
-        /* stored with older parameters: upgrade while the password is here */
+        /*
+         * stored with older parameters, or of the raw bytes: upgrade
+         * while the password is here
+         */
     }
 
     if (ngx_shinsei_scrypt(&pw->password, pw->salt, pw->kdf->ln, pw->kdf->r,
@@ -821,6 +1032,7 @@ ngx_shinsei_password_thread(void *data, ngx_log_t *log)
 done:
 
     ngx_explicit_memzero(pw->password.data, pw->password.len);
+    ngx_explicit_memzero(pw->raw.data, pw->raw.len);
     ngx_explicit_memzero(hash, sizeof(hash));
 }
 
@@ -839,6 +1051,7 @@ ngx_shinsei_password_event(ngx_event_t *ev)
     }
 
     r->main->blocked--;
+    ngx_shinsei_crypto_hashing--;
 
     /* ended meanwhile (client gone, shutdown): the wake frees it */
 

@@ -12,6 +12,7 @@
 
 
 #define NGX_SHINSEI_TOKEN_LEN      43      /* base64url of 32 bytes */
+#define NGX_SHINSEI_AAD_LEN        160     /* "table.column:row" */
 
 
 typedef struct ngx_shinsei_password_s  ngx_shinsei_password_t;
@@ -21,11 +22,14 @@ typedef ngx_int_t (*ngx_shinsei_password_done_pt)(ngx_http_request_t *r,
 
 
 struct ngx_shinsei_password_s {
-    ngx_str_t                      password;
+    ngx_str_t                      password;   /* NFKC, when verifying */
+    ngx_str_t                      raw;        /* as typed, if it differs */
     ngx_str_t                      stored;     /* to verify against */
 
     ngx_uint_t                     verified;   /* out */
     ngx_str_t                      hash;       /* out: new or upgraded */
+    unsigned                       short_password:1;  /* below the minimum */
+    unsigned                       raw_matched:1;
 
     /* private to ngx_shinsei_crypto.c */
     ngx_shinsei_password_done_pt   done;
@@ -54,6 +58,10 @@ ngx_int_t ngx_shinsei_crypto_encrypt(ngx_pool_t *pool, ngx_str_t *plain,
     const char *aad, ngx_str_t *out);
 ngx_int_t ngx_shinsei_crypto_decrypt(ngx_pool_t *pool, ngx_str_t *in,
     const char *aad, ngx_str_t *out);
+char *ngx_shinsei_crypto_aad(u_char *buf, const char *column,
+    ngx_str_t *row);
+char *ngx_shinsei_crypto_aad_id(u_char *buf, const char *column,
+    int64_t id);
 ngx_int_t ngx_shinsei_crypto_blind_index(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *hex);
 ngx_int_t ngx_shinsei_crypto_token(ngx_pool_t *pool, ngx_str_t *token,

@@ -171,7 +171,8 @@ ngx_shinsei_db_decrypt(ngx_http_request_t *r, PGresult *res, int row,
     if (ngx_shinsei_crypto_decrypt(r->pool, &enc, aad, out) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       ngx_shinsei_log_prefix "cannot decrypt a \"%s\" "
-                      "value: wrong or missing data key", aad);
+                      "value: wrong or missing data key, or not this row's "
+                      "value", aad);
         return NGX_ERROR;
     }
 

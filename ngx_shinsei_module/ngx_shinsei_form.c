@@ -35,6 +35,7 @@ static ngx_int_t ngx_shinsei_form_email(ngx_str_t *v);
 static ngx_int_t ngx_shinsei_form_kana(ngx_str_t *v);
 static ngx_uint_t ngx_shinsei_form_common(ngx_http_request_t *r,
     ngx_str_t *v);
+static ngx_int_t ngx_shinsei_form_step(u_char a, u_char b);
 static ngx_uint_t ngx_shinsei_form_pattern(ngx_str_t *v);
 static int ngx_libc_cdecl ngx_shinsei_form_str_cmp(const void *one,
     const void *two);
@@ -132,7 +133,7 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     ngx_shinsei_field_def_t *defs)
 {
     size_t                    n;
-    ngx_str_t                *v;
+    ngx_str_t                *v, raw;
     ngx_uint_t                chars;
     ngx_shinsei_field_def_t  *d;
 
@@ -177,10 +178,31 @@ ngx_shinsei_form_check(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
 
         if (d->rules & NGX_SHINSEI_FIELD_NEW_PASS) {
 
-            if (chars < 8 || chars > 128) {
-                n = chars < 8 ? 8 : 128;
+            /*
+             * NFKC first (README, "Passwords"): the length and the
+             * blocklist are of what is hashed
+             */
 
-                if (ngx_shinsei_form_errorf(r, ctx, d, chars < 8
+            raw = *v;
+
+            if (ngx_shinsei_string_nfkc(r->pool, &raw, v) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (v->data != raw.data) {
+                ngx_explicit_memzero(raw.data, raw.len);
+            }
+
+            chars = ngx_shinsei_string_chars(v);
+
+            /* OWASP ASVS 4.0.3 2.1.1: 12 characters at least */
+
+            if (chars < NGX_SHINSEI_PASSWORD_MIN || chars > 128) {
+                n = chars < NGX_SHINSEI_PASSWORD_MIN
+                    ? NGX_SHINSEI_PASSWORD_MIN : 128;
+
+                if (ngx_shinsei_form_errorf(r, ctx, d,
+                                            chars < NGX_SHINSEI_PASSWORD_MIN
                                             ? ngx_shinsei_form_msg_short
                                             : ngx_shinsei_form_msg_long, n)
                     != NGX_OK)
@@ -740,10 +762,28 @@ ngx_shinsei_form_common(ngx_http_request_t *r, ngx_str_t *v)
 }
 
 
+/* the step from one character to the next; digits count on past 9 to 0 */
+
+static ngx_int_t
+ngx_shinsei_form_step(u_char a, u_char b)
+{
+    ngx_int_t  d;
+
+    d = (ngx_int_t) b - (ngx_int_t) a;
+
+    if (a >= '0' && a <= '9' && b >= '0' && b <= '9' && (d == 9 || d == -9)) {
+        return d > 0 ? -1 : 1;
+    }
+
+    return d;
+}
+
+
 /*
  * What lists of common passwords leave out because a rule finds them:
  * one character repeated ("aaaaaaaa"), one short block repeated
- * ("abcabcabc"), a run up or down ("12345678", "87654321", "abcdefgh").
+ * ("abcabcabc"), a run up or down ("123456789012", "098765432109",
+ * "abcdefghijkl": digits go on from 9 to 0).
  */
 
 static ngx_uint_t
@@ -770,14 +810,14 @@ ngx_shinsei_form_pattern(ngx_str_t *v)
         }
     }
 
-    step = (ngx_int_t) v->data[1] - (ngx_int_t) v->data[0];
+    step = ngx_shinsei_form_step(v->data[0], v->data[1]);
 
     if (step != 1 && step != -1) {
         return 0;
     }
 
     for (p = v->data + 1; p < v->data + v->len; p++) {
-        if ((ngx_int_t) p[0] - (ngx_int_t) p[-1] != step) {
+        if (ngx_shinsei_form_step(p[-1], p[0]) != step) {
             return 0;
         }
     }

@@ -14,7 +14,7 @@
 #define NGX_SHINSEI_FIELD_REQUIRED   0x01
 #define NGX_SHINSEI_FIELD_EMAIL      0x02    /* normalized to lower case */
 #define NGX_SHINSEI_FIELD_SECRET     0x04    /* never shown again */
-#define NGX_SHINSEI_FIELD_NEW_PASS   0x08    /* 8 to 128, not a common one */
+#define NGX_SHINSEI_FIELD_NEW_PASS   0x08    /* 12 to 128, not a common one */
 #define NGX_SHINSEI_FIELD_KANA       0x10    /* hiragana become katakana */
 #define NGX_SHINSEI_FIELD_LINE       0x20    /* one line: no CR or LF */
 

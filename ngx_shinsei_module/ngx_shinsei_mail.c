@@ -24,6 +24,8 @@
 #include "ngx_shinsei_smtp.h"
 #include "ngx_shinsei_tmpl.h"
 
+#include <openssl/rand.h>
+
 
 #define NGX_SHINSEI_MAIL_BATCH      16
 #define NGX_SHINSEI_MAIL_POLL       5000
@@ -70,6 +72,8 @@ static ngx_int_t ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out,
     ngx_str_t *to, ngx_str_t *subject, ngx_str_t *message_id,
     ngx_str_t *body);
 static u_char *ngx_shinsei_mail_encode_words(u_char *p, ngx_str_t *text);
+static ngx_int_t ngx_shinsei_mail_message_id(ngx_pool_t *pool,
+    ngx_str_t *from, ngx_str_t *id);
 static ngx_uint_t ngx_shinsei_mail_header_safe(ngx_str_t *s);
 static void ngx_shinsei_mail_sent(ngx_shinsei_smtp_t *smtp, ngx_int_t rc);
 static void ngx_shinsei_mail_mark(ngx_shinsei_mail_msg_t *m,
@@ -139,10 +143,11 @@ ngx_shinsei_mail_build(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     const char *template, ngx_str_t *to, cJSON *vars, ngx_str_t *json)
 {
     char                     *text;
-    u_char                   *p, *nl, *last;
+    u_char                   *p, *nl, *last, account[64];
+    u_char                    aad[NGX_SHINSEI_AAD_LEN];
     cJSON                    *site, *city, *name, *mail;
     ngx_int_t                 rc;
-    ngx_str_t                 tname, rendered, subject, body, enc;
+    ngx_str_t                 tname, rendered, subject, body, enc, index, mid;
     ngx_shinsei_tmpl_t       *t;
     ngx_shinsei_srv_conf_t   *sscf;
     ngx_shinsei_main_conf_t  *smcf;
@@ -221,11 +226,53 @@ ngx_shinsei_mail_build(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
         goto done;
     }
 
-    if (ngx_shinsei_crypto_encrypt(r->pool, to, "email", &enc) != NGX_OK
+    /* the hourly caps (sql/011): of the address, and of who caused it */
+
+    if (ngx_shinsei_crypto_blind_index(r->pool, to, &index) != NGX_OK
+        || cJSON_AddStringToObject(mail, "recipient_index",
+                                   ngx_shinsei_string_cstr(r->pool, &index))
+           == NULL)
+    {
+        goto done;
+    }
+
+    if (ctx->session.user_id) {
+        *ngx_sprintf(account, "%V:%L", &ctx->app->name,
+                     ctx->session.user_id) = '\0';
+
+        if (cJSON_AddStringToObject(mail, "account", (char *) account)
+            == NULL)
+        {
+            goto done;
+        }
+    }
+
+    /*
+     * The Message-ID, fixed here: a mail sent again after a crash is the
+     * same message, and its encrypted values name it (finding 10).
+     */
+
+    if (ngx_shinsei_mail_message_id(r->pool, &sscf->mail_from, &mid)
+        != NGX_OK
+        || cJSON_AddStringToObject(mail, "message_id",
+                                   ngx_shinsei_string_cstr(r->pool, &mid))
+           == NULL)
+    {
+        goto done;
+    }
+
+    if (ngx_shinsei_crypto_encrypt(r->pool, to,
+                        ngx_shinsei_crypto_aad(aad, "outbox.recipient_enc",
+                                               &mid),
+                        &enc)
+        != NGX_OK
         || cJSON_AddStringToObject(mail, "recipient_enc",
                                    ngx_shinsei_string_cstr(r->pool, &enc))
            == NULL
-        || ngx_shinsei_crypto_encrypt(r->pool, &body, "mail_body", &enc)
+        || ngx_shinsei_crypto_encrypt(r->pool, &body,
+                              ngx_shinsei_crypto_aad(aad, "outbox.body_enc",
+                                                     &mid),
+                              &enc)
            != NGX_OK
         || cJSON_AddStringToObject(mail, "body_enc",
                                    ngx_shinsei_string_cstr(r->pool, &enc))
@@ -496,6 +543,7 @@ static ngx_int_t
 ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     ngx_shinsei_mail_msg_t *m, PGresult *res, int row)
 {
+    u_char      aad[NGX_SHINSEI_AAD_LEN];
     ngx_str_t   field[9], to, body;
     ngx_uint_t  i;
 
@@ -524,12 +572,19 @@ ngx_shinsei_mail_send(ngx_shinsei_mail_drainer_t *d,
     m->id = field[0];
     m->claim = field[8];
 
-    if (ngx_shinsei_crypto_decrypt(d->pool, &field[1], "email", &to) != NGX_OK
-        || ngx_shinsei_crypto_decrypt(d->pool, &field[5], "mail_body", &body)
+    if (ngx_shinsei_crypto_decrypt(d->pool, &field[1],
+                        ngx_shinsei_crypto_aad(aad, "outbox.recipient_enc",
+                                               &field[6]),
+                        &to)
+        != NGX_OK
+        || ngx_shinsei_crypto_decrypt(d->pool, &field[5],
+                              ngx_shinsei_crypto_aad(aad, "outbox.body_enc",
+                                                     &field[6]),
+                              &body)
            != NGX_OK)
     {
-        ngx_cpystrn(m->error, (u_char *) "cannot decrypt: unknown data key",
-                    sizeof(m->error));
+        ngx_cpystrn(m->error, (u_char *) "cannot decrypt: unknown data key"
+                    " or not this row's value", sizeof(m->error));
         return NGX_ERROR;
     }
 
@@ -654,6 +709,33 @@ ngx_shinsei_mail_compose(ngx_pool_t *pool, ngx_str_t *out, ngx_str_t *date,
     *p++ = LF;
 
     out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* RFC 5322 3.6.4: 128 random bits in hex "@" the sender's domain */
+
+static ngx_int_t
+ngx_shinsei_mail_message_id(ngx_pool_t *pool, ngx_str_t *from, ngx_str_t *id)
+{
+    u_char  *at, *p, rnd[16];
+
+    at = ngx_strlchr(from->data, from->data + from->len, '@');
+    if (at == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+
+    id->data = ngx_pnalloc(pool, 2 * sizeof(rnd) + (from->data + from->len
+                                                     - at));
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_hex_dump(id->data, rnd, sizeof(rnd));
+    p = ngx_cpymem(p, at, from->data + from->len - at);
+
+    id->len = p - id->data;
 
     return NGX_OK;
 }

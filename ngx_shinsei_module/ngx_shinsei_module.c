@@ -18,6 +18,7 @@
 #include "ngx_shinsei_citizen_catalogue.h"
 #include "ngx_shinsei_purge.h"
 #include "ngx_shinsei_rekey.h"
+#include "ngx_shinsei_request.h"
 #include "ngx_shinsei_response.h"
 #include "ngx_shinsei_session.h"
 #include "ngx_shinsei_session_cache.h"
@@ -26,6 +27,7 @@
 #include "ngx_shinsei_tmpl.h"
 
 
+static ngx_int_t ngx_shinsei_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_shinsei_postconfiguration(ngx_conf_t *cf);
 static void *ngx_shinsei_create_main_conf(ngx_conf_t *cf);
 static char *ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -129,6 +131,13 @@ static ngx_command_t  ngx_shinsei_commands[] = {
       0,
       NULL },
 
+    { ngx_string("shinsei_password_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_shinsei_main_conf_t, password_budget),
+      NULL },
+
     { ngx_string("shinsei_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -169,7 +178,7 @@ static ngx_command_t  ngx_shinsei_commands[] = {
 
 
 static ngx_http_module_t  ngx_shinsei_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_shinsei_preconfiguration,          /* preconfiguration */
     ngx_shinsei_postconfiguration,         /* postconfiguration */
 
     ngx_shinsei_create_main_conf,          /* create main configuration */
@@ -197,6 +206,15 @@ ngx_module_t  ngx_shinsei_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the variables: $shinsei_client */
+
+static ngx_int_t
+ngx_shinsei_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_shinsei_request_add_variables(cf);
+}
 
 
 /* the header filters: the security headers, the session cookie */
@@ -241,6 +259,7 @@ ngx_shinsei_create_main_conf(ngx_conf_t *cf)
     smcf->db.query_timeout = NGX_CONF_UNSET_MSEC;
     smcf->db.queue_timeout = NGX_CONF_UNSET_MSEC;
     smcf->kdf.ln = NGX_CONF_UNSET_UINT;
+    smcf->password_budget = NGX_CONF_UNSET;
     smcf->purge_interval = NGX_CONF_UNSET_MSEC;
     smcf->smtp.timeout = NGX_CONF_UNSET_MSEC;
 
@@ -267,6 +286,16 @@ ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->db.queue_timeout, 5000);
 
     ngx_conf_init_msec_value(smcf->purge_interval, 600000);
+
+    /* a worker hashes at most this many passwords at once, queue included */
+
+    ngx_conf_init_value(smcf->password_budget, 32);
+
+    if (smcf->password_budget < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"shinsei_password_budget\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
 
     /* scrypt N = 2^15, r = 8, p = 3: one of OWASP's equivalent choices */
 

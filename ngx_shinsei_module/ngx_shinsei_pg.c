@@ -108,7 +108,7 @@ static void ngx_shinsei_pg_fail_waiting(void);
 static void ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
     ngx_shinsei_pg_status_e status);
 static void ngx_shinsei_pg_wait_handler(ngx_event_t *ev);
-static void ngx_shinsei_pg_notice(void *arg, const char *message);
+static void ngx_shinsei_pg_notice(void *arg, const PGresult *res);
 
 
 static ngx_shinsei_pg_pool_t  *ngx_shinsei_pg_pool;
@@ -363,7 +363,7 @@ ngx_shinsei_pg_connect_start(ngx_log_t *log)
         goto failed;
     }
 
-    PQsetNoticeProcessor(pgconn, ngx_shinsei_pg_notice, pool->log);
+    PQsetNoticeReceiver(pgconn, ngx_shinsei_pg_notice, pool->log);
 
     return pgconn;
 
@@ -1362,9 +1362,21 @@ ngx_shinsei_pg_wait_handler(ngx_event_t *ev)
 }
 
 
+/* a NOTICE or WARNING of the server, at the log's level of the same name */
+
 static void
-ngx_shinsei_pg_notice(void *arg, const char *message)
+ngx_shinsei_pg_notice(void *arg, const PGresult *res)
 {
-    ngx_log_error(NGX_LOG_NOTICE, (ngx_log_t *) arg, 0,
-                  ngx_shinsei_log_prefix "database says: %s", message);
+    char        *severity, *msg;
+    ngx_uint_t   level;
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    level = (severity && ngx_strcmp(severity, "WARNING") == 0)
+            ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, (ngx_log_t *) arg, 0,
+                  ngx_shinsei_log_prefix "database says: %s: %s",
+                  severity ? severity : "NOTICE", msg ? msg : "");
 }

@@ -12,8 +12,10 @@
  * worker.  Each string carries the server-side timeouts: statement_timeout,
  * lock_timeout and idle_in_transaction_session_timeout are the query
  * timeout, so a statement the module gave up on is rolled back on the
- * server too.  An "options" of the operator's own comes after them, and
- * wins.
+ * server too.  "shinsei.aad=row" tells sql/013's triggers that this
+ * client binds what it encrypts to the row (any other writer's values are
+ * marked as of the first format).  An "options" of the operator's own
+ * comes after them, and wins.
  */
 
 
@@ -187,7 +189,7 @@ ngx_shinsei_pg_conf_hosts(ngx_conf_t *cf, ngx_shinsei_db_conf_t *db,
 
     /* the server's own timeouts first: the operator's options win */
 
-    options.data = ngx_pnalloc(cf->temp_pool, 3 * NGX_INT_T_LEN + 128
+    options.data = ngx_pnalloc(cf->temp_pool, 3 * NGX_INT_T_LEN + 160
                                + (own ? ngx_strlen(own->val) : 0));
     if (options.data == NULL) {
         return NGX_CONF_ERROR;
@@ -195,7 +197,8 @@ ngx_shinsei_pg_conf_hosts(ngx_conf_t *cf, ngx_shinsei_db_conf_t *db,
 
     options.len = ngx_sprintf(options.data, "-c statement_timeout=%M "
                               "-c lock_timeout=%M "
-                              "-c idle_in_transaction_session_timeout=%M%s%s",
+                              "-c idle_in_transaction_session_timeout=%M "
+                              "-c shinsei.aad=row%s%s",
                               db->query_timeout, db->query_timeout,
                               db->query_timeout, own ? " " : "",
                               own ? own->val : "")

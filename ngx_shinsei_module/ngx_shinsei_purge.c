@@ -5,8 +5,9 @@
  * Data kept no longer than needed (REQ N-PRIV-1): every
  * shinsei_purge_interval (10 minutes) one worker, whichever takes the
  * advisory lock, deletes ended sessions, failed logins older than a day,
- * tokens expired a week ago, mails sent a month ago and mails that could
- * not be sent after three months (staff have seen them by then).
+ * tokens expired a week ago, mails sent a month ago, mails that could
+ * not be sent after three months (staff have seen them by then), and
+ * sign-ups whose address was not confirmed within a day.
  */
 
 
@@ -49,9 +50,13 @@ static ngx_shinsei_pg_stmt_t  ngx_shinsei_purge_stmt =
     " o AS (DELETE FROM outbox WHERE (SELECT got FROM lock)"
     "  AND ((status = 'sent' AND sent_at < now() - interval '30 days')"
     "       OR (status = 'dead' AND created_at < now() - interval '90 days'))"
+    "  RETURNING 1),"
+    " c AS (DELETE FROM citizens WHERE (SELECT got FROM lock)"
+    "  AND verified_at IS NULL AND created_at < now() - interval '24 hours'"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM f),"
-    " (SELECT count(*) FROM t), (SELECT count(*) FROM o)");
+    " (SELECT count(*) FROM t), (SELECT count(*) FROM o),"
+    " (SELECT count(*) FROM c)");
 
 
 ngx_int_t
@@ -163,11 +168,13 @@ ngx_shinsei_purge_done(ngx_shinsei_pg_query_t *q)
     } else if (PQntuples(q->result) == 1) {
         ngx_log_error(NGX_LOG_INFO, q->log, 0,
                       ngx_shinsei_log_prefix "purged %s sessions, "
-                      "%s failed logins, %s tokens, %s mails",
+                      "%s failed logins, %s tokens, %s mails, "
+                      "%s unconfirmed sign-ups",
                       PQgetvalue(q->result, 0, 0),
                       PQgetvalue(q->result, 0, 1),
                       PQgetvalue(q->result, 0, 2),
-                      PQgetvalue(q->result, 0, 3));
+                      PQgetvalue(q->result, 0, 3),
+                      PQgetvalue(q->result, 0, 4));
     }
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit) {

@@ -401,8 +401,9 @@ ngx_shinsei_rekey_next(ngx_shinsei_rekey_t *rk)
     if (rk->failed) {
         ngx_log_error(NGX_LOG_ERR, rk->log, 0,
                       ngx_shinsei_log_prefix "re-encryption left values "
-                      "it cannot decrypt (wrong or missing data key, or "
-                      "damaged): %ui", rk->failed);
+                      "it cannot decrypt (wrong or missing data key, "
+                      "damaged, or not their row's value): %ui",
+                      rk->failed);
     }
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit) {

@@ -15,7 +15,35 @@
 #include "ngx_shinsei_request.h"
 
 
+static ngx_int_t ngx_shinsei_request_client(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_shinsei_request_check_broken(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_shinsei_request_client_name =
+    ngx_string("shinsei_client");
+
+
+/*
+ * $shinsei_client: who a client is, for limit_req: its IPv4 address, or
+ * the /64 of its IPv6 address (one home or phone gets a whole /64, and
+ * would otherwise have 2^64 keys), as bytes like $binary_remote_addr.
+ */
+
+ngx_int_t
+ngx_shinsei_request_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    var = ngx_http_add_variable(cf, &ngx_shinsei_request_client_name, 0);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_shinsei_request_client;
+
+    return NGX_OK;
+}
 
 
 ngx_shinsei_ctx_t *
@@ -161,6 +189,62 @@ ngx_shinsei_request_end(ngx_http_request_t *r, ngx_int_t rc)
     }
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_shinsei_request_client(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) r->connection->sockaddr;
+        p = (u_char *) &sin->sin_addr;
+        v->len = 4;
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
+        p = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            p += 12;
+            v->len = 4;
+
+        } else {
+            v->len = 8;
+        }
+
+        break;
+#endif
+
+    default:
+        /* a unix socket: one key for all */
+        p = (u_char *) "unix";
+        v->len = 4;
+        break;
+    }
+
+    v->data = ngx_pnalloc(r->pool, v->len);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(v->data, p, v->len);
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
 }
 
 

@@ -11,6 +11,7 @@
 #include "ngx_shinsei_common.h"
 
 
+ngx_int_t ngx_shinsei_request_add_variables(ngx_conf_t *cf);
 ngx_shinsei_ctx_t *ngx_shinsei_request_ctx(ngx_http_request_t *r);
 void ngx_shinsei_request_start(ngx_http_request_t *r,
     ngx_http_event_handler_pt run);

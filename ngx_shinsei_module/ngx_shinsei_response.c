@@ -14,6 +14,7 @@
 #include "ngx_shinsei_response.h"
 #include "ngx_shinsei_body.h"
 #include "ngx_shinsei_request.h"
+#include "ngx_shinsei_router.h"
 #include "ngx_shinsei_string.h"
 #include "ngx_shinsei_tmpl.h"
 
@@ -413,7 +414,15 @@ ngx_shinsei_response_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_str_set(&value, "same-origin");
+    /* a page a mailed link opens tells no other site its address */
+
+    if (ctx->route && (ctx->route->flags & NGX_SHINSEI_ROUTE_TOKEN)) {
+        ngx_str_set(&value, "no-referrer");
+
+    } else {
+        ngx_str_set(&value, "same-origin");
+    }
+
     if (ngx_shinsei_response_header(r, "Referrer-Policy", &value)
         != NGX_OK)
     {

@@ -270,13 +270,15 @@ ngx_shinsei_session_csrf_step(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
 
 /*
  * A value of the session's profile (what the app's statement gave): key
- * in it, decrypted with aad if aad is not NULL.  NGX_DECLINED if none.
+ * in it, decrypted as the value of column ("citizens.name_enc") of the
+ * user's row if column is not NULL.  NGX_DECLINED if none.
  */
 
 ngx_int_t
 ngx_shinsei_session_profile(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
-    const char *key, const char *aad, ngx_str_t *out)
+    const char *key, const char *column, ngx_str_t *out)
 {
+    u_char      aad[NGX_SHINSEI_AAD_LEN];
     cJSON      *doc, *item;
     ngx_int_t   rc;
     ngx_str_t   value;
@@ -303,14 +305,17 @@ ngx_shinsei_session_profile(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     value.data = (u_char *) item->valuestring;
     value.len = ngx_strlen(item->valuestring);
 
-    if (aad) {
-        rc = ngx_shinsei_crypto_decrypt(r->pool, &value, aad, out);
+    if (column) {
+        rc = ngx_shinsei_crypto_decrypt(r->pool, &value,
+                                        ngx_shinsei_crypto_aad_id(aad, column,
+                                                     ctx->session.user_id),
+                                        out);
 
         if (rc != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           ngx_shinsei_log_prefix "cannot decrypt a \"%s\" "
-                          "value of a session: wrong or missing data key",
-                          aad);
+                          "value of a session: wrong or missing data key, "
+                          "or not this row's value", column);
         }
 
     } else {
@@ -322,6 +327,23 @@ ngx_shinsei_session_profile(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
     cJSON_Delete(doc);
 
     return rc;
+}
+
+
+/*
+ * The hash of the session's ID in hex, for a statement: NGX_DECLINED if
+ * there is no session.
+ */
+
+ngx_int_t
+ngx_shinsei_session_id_hash(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx,
+    ngx_str_t *hex)
+{
+    if (!ctx->session.valid) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_shinsei_session_hex(r->pool, ctx->session.hash, hex);
 }
 
 
@@ -493,9 +515,11 @@ ngx_shinsei_session_user(ngx_http_request_t *r, ngx_shinsei_ctx_t *ctx)
     ss = &ctx->session;
 
     if (ss->user_id
-        && (ngx_shinsei_session_profile(r, ctx, "name_enc", "name",
+        && (ngx_shinsei_session_profile(r, ctx, "name_enc",
+                                        "citizens.name_enc",
                                         &ss->name) == NGX_ERROR
-            || ngx_shinsei_session_profile(r, ctx, "email_enc", "email",
+            || ngx_shinsei_session_profile(r, ctx, "email_enc",
+                                           "citizens.email_enc",
                                            &ss->email) == NGX_ERROR))
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -25,8 +25,10 @@ ngx_int_t ngx_shinsei_session_csrf_step(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx);
 
 ngx_int_t ngx_shinsei_session_profile(ngx_http_request_t *r,
-    ngx_shinsei_ctx_t *ctx, const char *key, const char *aad,
+    ngx_shinsei_ctx_t *ctx, const char *key, const char *column,
     ngx_str_t *out);
+ngx_int_t ngx_shinsei_session_id_hash(ngx_http_request_t *r,
+    ngx_shinsei_ctx_t *ctx, ngx_str_t *hex);
 ngx_int_t ngx_shinsei_session_rotate(ngx_http_request_t *r,
     ngx_shinsei_ctx_t *ctx, ngx_str_t *old, ngx_str_t *fresh);
 ngx_int_t ngx_shinsei_session_end(ngx_http_request_t *r,

@@ -2,12 +2,14 @@
 /*
  * Copyright (C) ngx_shinsei developers
  *
- * Strings: C strings for libraries that want them (cJSON, libpq), and
- * what a text field may hold.
+ * Strings: C strings for libraries that want them (cJSON, libpq), what a
+ * text field may hold, and Unicode normalization (libunistring).
  */
 
 
 #include "ngx_shinsei_string.h"
+
+#include <uninorm.h>
 
 
 /* a NUL-terminated copy in pool, or NULL */
@@ -97,6 +99,58 @@ ngx_shinsei_string_utf8_valid(u_char *p, size_t len)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * NFKC (Unicode Standard Annex #15) of valid UTF-8, into pool: the forms
+ * a person cannot tell apart become one, so full-width and half-width
+ * digits typed on two phones are the same password.  A buffer
+ * libunistring allocated is wiped: this is used for passwords.
+ */
+
+ngx_int_t
+ngx_shinsei_string_nfkc(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
+{
+    size_t    len, room;
+    uint8_t  *buf, *res;
+
+    /* most text does not grow; the rare one that does gets a new buffer */
+
+    room = in->len + 16;
+
+    buf = ngx_pnalloc(pool, room);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = room;
+
+    res = u8_normalize(UNINORM_NFKC, in->data, in->len, buf, &len);
+    if (res == NULL) {
+        ngx_explicit_memzero(buf, room);
+        return NGX_ERROR;
+    }
+
+    if (res == buf) {
+        out->data = buf;
+        out->len = len;
+        return NGX_OK;
+    }
+
+    ngx_explicit_memzero(buf, room);
+
+    out->data = ngx_pnalloc(pool, len);
+
+    if (out->data) {
+        ngx_memcpy(out->data, res, len);
+        out->len = len;
+    }
+
+    ngx_explicit_memzero(res, len);
+    free(res);
+
+    return out->data ? NGX_OK : NGX_ERROR;
 }
 
 

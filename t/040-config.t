@@ -46,6 +46,11 @@ open($bk, '>', "$d/dup-index.keys") or die $!;
 print $bk "index " . ('ab' x 32) . "\nindex " . ('cd' x 32)
         . "\nkey k1 " . ('01' x 32) . "\n";
 close $bk;
+for my $bad (['dot', 'k1.v1'], ['long', 'k' x 17], ['colon', 'k:1']) {
+    open($bk, '>', "$d/id-$bad->[0].keys") or die $!;
+    print $bk "index " . ('ab' x 32) . "\nkey $bad->[1] " . ('01' x 32) . "\n";
+    close $bk;
+}
 open($bk, '>', "$d/smtp.auth") or die $!;
 print $bk "user:secret\n";
 close $bk;
@@ -53,7 +58,8 @@ open($bk, '>', "$d/open.keys") or die $!;
 print $bk "index " . ('ab' x 32) . "\nkey k1 " . ('01' x 32) . "\n";
 close $bk;
 # secrets are root's alone (the harness writes data.keys so too)
-chmod 0600, map { "$d/$_" } qw(bad.keys dup.keys dup-index.keys smtp.auth);
+chmod 0600, map { "$d/$_" } qw(bad.keys dup.keys dup-index.keys smtp.auth
+                                 id-dot.keys id-long.keys id-colon.keys);
 chmod 0644, "$d/open.keys";
 
 my ($rc, $out) = $t->nginx_t(conf());
@@ -121,6 +127,12 @@ my @bad = (
     [ 'an scrypt cost that would take 512 MiB per hash (REQ N-SEC-1)',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_password_kdf ln=20 r=32 p=1;} },
       qr{"shinsei_password_kdf" directive asks for more than 256 MiB} ],
+    (map {
+        [ "finding 10: a key id $_->[1] (only 1 to 16 of A-Z a-z 0-9 - _)",
+          { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/id-$_->[0].keys;} , no_mail => 1 },
+          qr{"shinsei_data_keys": line 2 of ".*id-$_->[0]\.keys" is not} ]
+      } ['dot', 'with a dot (".v1" marks the first format)'],
+        ['long', 'of 17 characters'], ['colon', 'with a colon']),
     [ 'a key id given twice (which one decrypts old data?)',
       { http => qq{shinsei_db "host=/tmp"; shinsei_templates $top/html/templates; shinsei_data_keys $d/dup.keys;} , no_mail => 1 },
       qr{"shinsei_data_keys": line 3 of ".*dup\.keys" repeats the key id "k1"} ],

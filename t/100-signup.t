@@ -23,11 +23,14 @@ like($r->{headers}{'set-cookie'}, qr{^sid=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; S
      'the cookie is HttpOnly and SameSite=Lax (plain http on loopback only)');
 like($r->{text}, qr{<input type="hidden" name="_csrf" value="[A-Za-z0-9_-]{43}">},
      'the form carries a CSRF token');
-for my $label ('氏名', 'フリガナ', 'メールアドレス', 'パスワード') {
+for my $label ('氏名', 'フリガナ', 'メールアドレス') {
     like($r->{text}, qr{<label class="form-field__label" for="field-\w+">$label <span class="form-field__required">※必須</span></label>},
          "$label is labelled and marked 必須");
 }
-like($r->{text}, qr{id="field-password-hint">8文字以上128文字以内}, 'the password rule is said up front');
+unlike($r->{text}, qr{name="password"},
+       'finding 4: sign-up asks no password (the owner of the mailbox sets it)');
+like($r->{text}, qr{リンクを開き、パスワードを決めると、登録が完了します},
+     'and says where the password is chosen');
 
 # --- bad input: a clear message on the same page, what was typed kept ---
 
@@ -36,36 +39,20 @@ sub refused {
     my $br = $t->browser;
     $br->get('/signup');
     my %fields = (name => '葛城 太郎', name_kana => 'カツラギ タロウ',
-                  email => 'ok@example.jp', password => 'correct horse battery', %f);
+                  email => 'ok@example.jp', %f);
     return $br->submit_form('/signup', \%fields);
 }
 
 my @cases = (
-    [ 'an empty form', { name => '', name_kana => '', email => '', password => '' },
+    [ 'an empty form', { name => '', name_kana => '', email => '' },
       [ '氏名を入力してください', 'フリガナを入力してください',
-        'メールアドレスを入力してください', 'パスワードを入力してください' ] ],
+        'メールアドレスを入力してください' ] ],
     [ 'a malformed address', { email => 'taro@@example' },
       [ 'メールアドレスを正しい形式で入力してください' ] ],
     [ 'an address without a domain dot', { email => 'taro@localhost' },
       [ 'メールアドレスを正しい形式で入力してください' ] ],
     [ 'an over-long address', { email => ('a' x 64) . '@' . ('b' x 63 . '.') x 3 . 'jp' },
       [ 'メールアドレスは254文字以内で入力してください' ] ],
-    [ 'a 7-character password', { password => 'abcdefg' },
-      [ 'パスワードは8文字以上で入力してください' ] ],
-    [ 'a 129-character password', { password => 'x' x 129 },
-      [ 'パスワードは128文字以内で入力してください' ] ],
-    [ 'a common password', { password => 'password123' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
-    [ 'a common password in capitals', { password => 'PASSWORD123' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
-    [ 'one character repeated', { password => 'zzzzzzzzzz' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
-    [ 'a short block repeated', { password => 'kyo-kyo-kyo-' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
-    [ 'a run of digits down', { password => '98765432' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
-    [ 'a run of letters up', { password => 'klmnopqrs' },
-      [ 'よく使われていて推測されやすいパスワードです' ] ],
     [ 'CR/LF in the name', { name => "葛城\r\nBcc: x\@example.jp" },
       [ '氏名に改行は入力できません' ] ],
     [ 'a name over 64 characters', { name => '葛' x 65 },
@@ -84,8 +71,6 @@ for my $case (@cases) {
         like($r->{text}, qr{<li><a href="#field-\w+">$msg}, '... and in the summary at the top');
     }
     like($r->{text}, qr{<title>エラー：新規登録}, '... with エラー in the title');
-    unlike($r->{text}, qr{value="\Q@{[ $f->{password} // 'correct horse battery' ]}\E"},
-           '... never showing the password again');
     if (defined $f->{email} && $f->{email} ne '') {
         like($r->{text}, qr{name="email" value="\Q$f->{email}\E"}, '... keeping the address typed');
     } else {
@@ -93,10 +78,10 @@ for my $case (@cases) {
     }
 }
 
-$r = refused(name => '葛城 花子', name_kana => 'かつらぎ はなこ', password => 'short');
+$r = refused(name => '葛城 花子', name_kana => 'かつらぎ はなこ', email => 'x@');
 like($r->{text}, qr{name="name_kana" value="カツラギ ハナコ"},
      'フリガナ typed in hiragana is kept, as katakana');
-like($r->{text}, qr{aria-describedby="field-password-hint field-password-error" aria-invalid="true"},
+like($r->{text}, qr{aria-describedby="field-email-hint field-email-error" aria-invalid="true"},
      'the message is tied to its field for screen readers');
 
 is($t->psql("SELECT count(*) FROM citizens"), 0, 'no refused form created an account');
@@ -104,7 +89,7 @@ is($t->psql("SELECT count(*) FROM outbox"), 0, 'nor queued a mail');
 
 # --- sign-up --------------------------------------------------------------
 
-$r = sign_up($t, $b, email => 'Taro@Example.JP', password => 'ひみつのあいことば');
+$r = sign_up($t, $b, email => 'Taro@Example.JP');
 is($r->{status}, 303, 'a complete form is accepted');
 is($r->{headers}{location}, '/signup/sent', 'and leads to the next step');
 $r = $b->follow($r);
@@ -115,52 +100,158 @@ my $m = mail_for($t, 'taro@example.jp', qr/メールアドレスの確認/);
 ok($m, 'a verification mail arrives, to the address in lower case');
 is($m->{subject}, '【葛城市】メールアドレスの確認', 'its subject names the city');
 is($m->{from_name}, '葛城市', 'the sender is the city');
-like($m->{body}, qr{^葛城 太郎 様}m, 'it greets the resident by name');
+unlike($m->{body}, qr{葛城 太郎|カツラギ},
+       'finding 2: it repeats nothing that was typed (no name: the address '
+       . 'is not confirmed, anyone could have typed it)');
+like($m->{body}, qr{^葛城市 オンライン申請の新規登録で}m, 'it names the city\'s service');
 my $path = link_path($m, qr{/verify\?t=[A-Za-z0-9_-]{43}$});
 ok($path, 'it holds a verification link');
 
-is($t->psql("SELECT verified_at IS NULL FROM citizens"), 't', 'the account waits for its verification');
+is($t->psql("SELECT verified_at IS NULL AND password_hash IS NULL FROM citizens"),
+   't', 'finding 4: the account waits for its verification, with no password');
 
-$r = log_in($t, $t->browser, 'taro@example.jp', 'ひみつのあいことば');
-is($r->{status}, 422, 'before verification the account cannot log in');
-like($r->{text}, qr{メールアドレスの確認がまだ済んでいません}, '... and says why');
-mail_for($t, 'taro@example.jp', qr/メールアドレスの確認/, count => 2);
-pass('... and the verification mail is sent again');
+# finding 4: whoever signed up cannot log in, with any password
+for my $pw ('correct horse battery', '') {
+    $r = log_in($t, $t->browser, 'taro@example.jp', $pw);
+    is($r->{status}, 422, 'before verification the account cannot log in'
+                        . ($pw eq '' ? ' (empty password)' : ''));
+}
+like($r->{text}, qr{メールアドレスまたはパスワードが正しくありません|パスワードを入力してください},
+     '... with the answer of any failed login (no hint that the account exists)');
+$r = log_in($t, $t->browser, 'taro@example.jp', 'correct horse battery');
+like($r->{text}, qr{メールアドレスまたはパスワードが正しくありません},
+     '... the same message as for an unknown address');
+sleep 1;
+is(scalar(() = $t->mail->wait_for(to => 'taro@example.jp', count => 2,
+                                  timeout => 2)), 1,
+   '... and no mail goes to the unconfirmed address for those failures');
+
+# --- the link: moved into the session (finding 7) ---------------------------
+
+my $v = $t->browser;
+$v->get('/');
+$r = $v->get($path);
+is($r->{status}, 303, 'finding 7: the link answers with a redirect');
+is($r->{headers}{location}, '/verify', '... to the same page without the token');
+is($r->{headers}{'referrer-policy'}, 'no-referrer',
+   '... with Referrer-Policy: no-referrer');
+like($r->{headers}{'cache-control'} // '', qr/no-store/, '... and not stored');
+my ($token) = $path =~ /t=([A-Za-z0-9_-]+)/;
+is($t->psql("SELECT count(*) FROM sessions WHERE link_kind = 'verify'"
+            . " AND link_hash IS NOT NULL"), 1,
+   '... the session holds the link (as a hash)');
+is($t->psql("SELECT count(*) FROM sessions WHERE link_hash::text LIKE "
+            . "'%$token%'"), 0, '... never the token itself');
+
+$r = $v->follow($r);
+is($r->{status}, 200, 'the clean page opens');
+is($r->{headers}{'referrer-policy'}, 'no-referrer',
+   'finding 7: the page a link opened sends no Referer to other sites');
+unlike($r->{text}, qr{\Q$token\E}, '... and holds no token anywhere (no hidden field)');
+like($r->{text}, qr{<h1>パスワードの設定</h1>}, 'it asks for the password');
+like($r->{text}, qr{<label class="form-field__label" for="field-password">パスワード <span class="form-field__required">※必須</span></label>},
+     'パスワード is labelled and marked 必須');
+like($r->{text}, qr{id="field-password-hint">12文字以上128文字以内},
+     'finding 3: the rule (12 characters) is said up front');
+like($r->{text}, qr{全角と半角の英数字は同じ文字として扱います},
+     'finding 3: and that full- and half-width letters are the same');
+like($r->{text}, qr{<button class="button" type="submit">登録を完了する</button>},
+     'with a button: opening the link alone (a mail scanner) does not spend it');
+is($t->psql("SELECT verified_at IS NULL FROM citizens"), 't',
+   'the account is not verified by the GET');
+
+# another browser (no link in its session) gets nothing from /verify
+$r = $t->browser->get('/verify');
+is($r->{status}, 404, 'finding 7: /verify without the link in the session is refused');
+like($r->{text}, qr{このリンクは正しくありません}, '... saying the link is not right');
+like($r->{text}, qr{<h1>メールアドレスの確認</h1>}, '... under its own heading');
+
+# --- the password: its rules (finding 3) --------------------------------------
+
+my @bad = (
+    [ 'an empty password', '', 'パスワードを入力してください' ],
+    [ 'an 11-character password', 'abcdefgh-jk',
+      'パスワードは12文字以上で入力してください' ],
+    [ '11 full-width characters (counted after NFKC)', 'ａｂｃｄｅｆｇｈ－ｊｋ',
+      'パスワードは12文字以上で入力してください' ],
+    [ 'a 129-character password', 'x' x 129,
+      'パスワードは128文字以内で入力してください' ],
+    [ 'a common password', 'password1234', 'よく使われていて推測されやすいパスワードです' ],
+    [ 'a common password in capitals', 'PASSWORD1234',
+      'よく使われていて推測されやすいパスワードです' ],
+    [ 'a common password in full-width letters', 'ｐａｓｓｗｏｒｄ１２３４',
+      'よく使われていて推測されやすいパスワードです' ],
+    [ 'one character repeated', 'zzzzzzzzzzzz', 'よく使われていて推測されやすいパスワードです' ],
+    [ 'a short block repeated', 'kyo-kyo-kyo-', 'よく使われていて推測されやすいパスワードです' ],
+    [ 'a run of digits down', '9876543210987', 'よく使われていて推測されやすいパスワードです' ],
+    [ 'a run of letters up', 'klmnopqrstuv', 'よく使われていて推測されやすいパスワードです' ],
+);
+for my $case (@bad) {
+    my ($what, $pw, $msg) = @$case;
+    $r = $v->submit_form('/verify', { password => $pw });
+    is($r->{status}, 422, "$what is refused (422)");
+    like($r->{text}, qr{<p class="form-field__error" id="field-password-error">＊$msg},
+         "... saying 「$msg」 under the field");
+    like($r->{text}, qr{<li><a href="#field-password">$msg}, '... and in the summary at the top');
+    like($r->{text}, qr{<title>エラー：パスワードの設定}, '... with エラー in the title');
+    like($r->{text}, qr{aria-describedby="field-password-hint field-password-error" aria-invalid="true"},
+         '... the message tied to its field for screen readers');
+    unlike($r->{text}, qr{value="\Q$pw\E"}, '... never showing the password again')
+        if length $pw;
+}
+is($t->psql("SELECT verified_at IS NULL FROM citizens"), 't',
+   'no refused password verified the account');
 
 # --- verification -----------------------------------------------------------
 
-my $v = $t->browser;
-$r = $v->get($path);
-is($r->{status}, 200, 'the link opens a page');
-like($r->{text}, qr{<button class="button" type="submit">メールアドレスを確認する</button>},
-     'with a button: opening the link alone (a mail scanner) does not spend it');
-is($t->psql("SELECT verified_at IS NULL FROM citizens"), 't', 'the account is not verified by the GET');
-$r = $v->submit_form('/verify', {});
-is($r->{status}, 303, 'the button verifies');
+# typed in full-width letters and an ideographic space; NFKC makes it the
+# half-width one (finding 3)
+$r = $v->submit_form('/verify', { password => 'ｃｏｒｒｅｃｔ　ｈｏｒｓｅ　ｂａｔｔｅｒｙ' });
+is($r->{status}, 303, 'the button sets the password and verifies');
 is($r->{headers}{location}, '/login?m=verified', 'and leads to the login');
-like($v->follow($r)->{text}, qr{メールアドレスを確認しました}, 'which says it is done');
-is($t->psql("SELECT verified_at IS NOT NULL FROM citizens"), 't', 'the account is verified');
+like($v->follow($r)->{text}, qr{登録が完了しました}, 'which says it is done');
+is($t->psql("SELECT verified_at IS NOT NULL AND password_hash IS NOT NULL"
+            . " FROM citizens"), 't', 'the account is verified, with a password');
+$r = $v->get('/verify');
+like($r->{text}, qr{このリンクは既に使われています。確認は済んでいますので、<a href="/login">ログイン</a>},
+     'going back to the page says the link was used, and where to log in');
+
+$r = log_in($t, $t->browser, 'taro@example.jp', 'correct horse battery');
+is($r->{status}, 303, 'finding 3: the password logs in typed in half-width letters');
+$r = log_in($t, $t->browser, 'TARO@example.jp', 'ｃｏｒｒｅｃｔ　ｈｏｒｓｅ　ｂａｔｔｅｒｙ');
+is($r->{status}, 303, '... and as it was typed, in full-width ones');
 
 $r = $v->get($path);
-is($r->{status}, 404, 'a used link is refused');
+is($r->{status}, 303, 'the used link, opened again, moves into the session again');
+$r = $v->follow($r);
+is($r->{status}, 404, 'but is refused');
 like($r->{text}, qr{このリンクは既に使われています}, '... saying it was used');
 
-$r = $t->browser->get('/verify?t=' . ('A' x 43));
-like($r->{text}, qr{このリンクは正しくありません}, 'a wrong token is refused');
-$r = $t->browser->get('/verify?t=short');
-like($r->{text}, qr{このリンクは正しくありません}, 'a malformed token is refused');
+for my $bad ('A' x 43, 'short', 'A' x 42 . '!', 'A' x 44) {
+    my $br = $t->browser;
+    $br->get('/');
+    $r = $br->get("/verify?t=$bad");
+    is($r->{status}, 303, "a wrong token ($bad) is moved out of the address too");
+    like($br->follow($r)->{text}, qr{このリンクは正しくありません},
+         '... and refused');
+}
 
 # an expired link
 sign_up($t, $t->browser, email => 'late@example.jp');
 my $late = link_path(mail_for($t, 'late@example.jp', qr/確認/), qr{/verify\?t=});
 $t->psql("UPDATE tokens SET expires_at = now() - interval '1 second'");
-$r = $t->browser->get($late);
-like($r->{text}, qr{有効期限（24時間）が過ぎています}, 'an expired link is refused, saying so');
 my $lb = $t->browser;
-$lb->get($late);
-$r = $lb->post('/verify', { t => ($late =~ /t=(.*)/)[0], _csrf => 'x' });
-is($t->psql("SELECT verified_at IS NULL FROM citizens WHERE id = (SELECT max(id) FROM citizens)"),
-   't', 'and it cannot verify');
+$lb->get('/');
+$r = $lb->follow($lb->get($late));
+like($r->{text}, qr{有効期限（24時間）が過ぎています}, 'an expired link is refused, saying so');
+$r = $lb->post('/verify', { password => 'correct horse battery',
+                            _csrf => $lb->form('/verify')
+                                     ? $lb->form('/verify')->{hidden}{_csrf}
+                                     : ($lb->get('/signup'),
+                                        $lb->form('/signup')->{hidden}{_csrf})[1] });
+is($t->psql("SELECT verified_at IS NULL AND password_hash IS NULL FROM citizens"
+            . " WHERE id = (SELECT max(id) FROM citizens)"),
+   't', 'and it cannot verify, nor set a password');
 
 # --- the same address again: same page, a different mail -------------------
 

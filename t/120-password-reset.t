@@ -47,20 +47,32 @@ ok($m, 'the owner gets the reset mail');
 like($m->{body}, qr{有効期限は1時間で、1回だけ使えます}, 'which says it works one hour, once');
 my $path = link_path($m, qr{/password/reset\?t=});
 ok($path, 'with a link');
-is(scalar(grep { $_->{to} =~ /nobody/ } $t->mail->messages), 0, 'nothing goes to an unknown address');
+# finding 8: the unknown address gets a mail too (the same work: a row
+# written and committed either way), which says it has no account
+my $u = mail_for($t, 'nobody@example.jp', qr/パスワードの再発行/);
+ok($u, 'finding 8: an unknown address gets a mail as well');
+like($u->{body}, qr{このメールアドレスで登録されたアカウントはありません},
+     '... saying no account has this address');
+like($u->{body}, qr{/signup}, '... with the way to sign up');
+unlike($u->{body}, qr{/password/reset\?t=}, '... and no link to reset anything');
 
 # --- the link -----------------------------------------------------------
 
 my $reset = $t->browser;
 $r = $reset->get($path);
+is($r->{status}, 303, 'finding 7: the link moves its token into the session');
+is($r->{headers}{location}, '/password/reset', '... and comes back without it');
+$r = $reset->follow($r);
 is($r->{status}, 200, 'the link opens the form');
+is($r->{headers}{'referrer-policy'}, 'no-referrer', '... sending no Referer on');
 like($r->{text}, qr{<label class="form-field__label" for="field-password">新しいパスワード}, 'asking for the new password');
 
 $r = $reset->submit_form('/password/reset', { password => 'short' });
 is($r->{status}, 422, 'a too short new password is refused');
-like($r->{text}, qr{新しいパスワードは8文字以上で入力してください}, '... saying why');
-ok($reset->form('/password/reset')->{hidden}{t}, '... and the form keeps the link token');
-$r = $reset->submit_form('/password/reset', { password => 'qwertyuiop' });
+like($r->{text}, qr{新しいパスワードは12文字以上で入力してください}, '... saying why (12 characters, finding 3)');
+ok(!exists $reset->form('/password/reset')->{hidden}{t},
+   '... the form carries no token (the session holds the link)');
+$r = $reset->submit_form('/password/reset', { password => '1234567890qwerty' });
 like($r->{text}, qr{よく使われていて推測されやすい}, 'a common password is refused');
 
 $r = $reset->submit_form('/password/reset', { password => $new });
@@ -76,7 +88,9 @@ $m = mail_for($t, $email, qr/パスワードを変更しました/);
 ok($m, 'a notice mail confirms the change');
 like($m->{body}, qr{お心当たりのない場合}, '... telling what to do if it was not the owner');
 
-$r = $t->browser->get($path);
+my $twice = $t->browser;
+$twice->get('/');
+$r = $twice->follow($twice->get($path));
 is($r->{status}, 404, 'the link cannot be used twice');
 like($r->{text}, qr{このリンクは既に使われています}, '... and says so');
 
@@ -94,7 +108,7 @@ $x->get('/password/forgot');
 $x->submit_form('/password/forgot', { email => 'late@example.jp' });
 my $late = link_path(mail_for($t, 'late@example.jp', qr/パスワードの再発行/), qr{/password/reset\?t=});
 $t->psql("UPDATE tokens SET expires_at = now() - interval '1 second' WHERE kind = 'reset' AND used_at IS NULL");
-$r = $x->get($late);
+$r = $x->follow($x->get($late));
 is($r->{status}, 404, 'an expired link is refused');
 like($r->{text}, qr{有効期限（1時間）が過ぎています}, '... saying so and what to do');
 like($r->{text}, qr{<a href="/password/forgot">}, '... with the way to ask again');

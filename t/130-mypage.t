@@ -53,7 +53,7 @@ $r = $b->submit_form('/mypage/password', { current_password => 'wrong one', pass
 is($r->{status}, 422, 'a wrong current password is refused');
 like($r->{text}, qr{現在のパスワードが正しくありません}, '... saying so');
 unlike($r->{text}, qr{new password 2026}, '... showing no password');
-$r = $b->submit_form('/mypage/password', { current_password => $pw, password => '12345678' });
+$r = $b->submit_form('/mypage/password', { current_password => $pw, password => '123456789012' });
 like($r->{text}, qr{よく使われていて推測されやすい新しいパスワードです}, 'a common new password is refused');
 $r = $b->submit_form('/mypage/password', { current_password => $pw, password => 'new password 2026' });
 is($r->{status}, 303, 'the password is changed');
@@ -100,6 +100,9 @@ like($b->get('/mypage')->{text}, qr{<dd>saburo\@example.jp</dd>}, 'until it is f
 my $path = link_path($confirm, qr{/email/confirm\?t=});
 my $anywhere = $t->browser;
 $r = $anywhere->get($path);
+is($r->{status}, 303, 'finding 7: the link moves its token into the session');
+is($r->{headers}{'referrer-policy'}, 'no-referrer', '... with no Referer sent on');
+$r = $anywhere->follow($r);
 like($r->{text}, qr{メールアドレスを変更する</button>}, 'the link opens a confirmation (any browser)');
 $r = $anywhere->submit_form('/email/confirm', {});
 is($r->{status}, 303, 'confirming changes the address');
@@ -107,7 +110,8 @@ is($r->{headers}{location}, '/login?m=email_changed', '... and a browser not log
 like($b->get('/mypage')->{text}, qr{<dd>new-saburo\@example.jp</dd>}, 'my page shows the new address');
 is(log_in($t, $t->browser, 'new-saburo@example.jp', $pw)->{status}, 303, 'the new address logs in');
 is(log_in($t, $t->browser, 'saburo@example.jp', $pw)->{status}, 422, 'the old one does not');
-is($anywhere->get($path)->{status}, 404, 'the confirmation link works once');
+is($anywhere->follow($anywhere->get($path))->{status}, 404,
+   'the confirmation link works once');
 
 # an address taken meanwhile by another account
 my $c = signed_up_resident($t, email => 'shiro@example.jp');

@@ -105,12 +105,18 @@ export const pages = [
           { fill: '#field-name', value: '葛城 太郎' },
           { fill: '#field-name_kana', value: 'カツラギ タロウ' },
           { fill: '#field-email', value: 'taro.example.jp' },
-          { fill: '#field-password', value: 'correct horse battery' },
           submit,
       ],
       focus: '.error-summary' },
     { path: '/signup/sent' },
     { path: '/verify', name: 'link from the mail', ...mailLink('SHINSEI_A11Y_VERIFY') },
+    { path: '/verify', name: 'a too short password', status: 422,
+      ...needing(['SHINSEI_A11Y_VERIFY'], [
+          { goto: env.SHINSEI_A11Y_VERIFY },
+          { fill: '#field-password', value: 'short' },
+          submit,
+      ]),
+      focus: '.error-summary' },
     { path: '/verify?t=invalid', name: 'unknown link', status: 404 },
 
     // logging in and out
@@ -139,6 +145,8 @@ export const pages = [
 
     // my page
     { path: '/mypage', ...asResident('/mypage') },
+    { path: '/mypage/password?m=password_short', name: 'asked to change a short password',
+      ...asResident('/mypage/password?m=password_short') },
     { path: '/mypage/name', ...asResident('/mypage/name') },
     { path: '/mypage/name', name: 'empty submit', status: 422,
       ...asResident('/mypage/name', { fill: '#field-name', value: '' }, submit),

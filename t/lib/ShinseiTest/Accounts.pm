@@ -28,15 +28,14 @@ our @EXPORT_OK = qw(sign_up signup_post signup_fields outbox_rows
 our %DEFAULT = (
     name      => '葛城 太郎',
     name_kana => 'カツラギ タロウ',
-    password  => 'correct horse battery',
 );
 
-# signup_fields(email, name, password): the form's fields
+# signup_fields(email, name): the form's fields (the password is set
+# later, from the verification mail's link)
 sub signup_fields {
-    my ($email, $name, $password) = @_;
+    my ($email, $name) = @_;
     return { %DEFAULT, email => $email,
-             (defined $name ? (name => $name) : ()),
-             (defined $password ? (password => $password) : ()) };
+             (defined $name ? (name => $name) : ()) };
 }
 
 # signup_post($t or $browser, {fields}): GET /signup, then posts the form
@@ -48,11 +47,11 @@ sub signup_post {
     return $b->submit_form('/signup', { %DEFAULT, %$fields });
 }
 
-# sign_up($t, email, [name], [password], [timeout]): signs up through the
-# form and returns the verification mail (undef if none came in time)
+# sign_up($t, email, [name], [timeout]): signs up through the form and
+# returns the verification mail (undef if none came in time)
 sub sign_up {
-    my ($t, $email, $name, $password, $timeout) = @_;
-    my $r = signup_post($t, signup_fields($email, $name, $password));
+    my ($t, $email, $name, $timeout) = @_;
+    my $r = signup_post($t, signup_fields($email, $name));
     die "sign-up of $email answered $r->{status}\n" unless $r->{status} == 303;
     return scalar $t->mail->wait_for(
         count => 1, to => $email, timeout => $timeout // 10,

@@ -13,8 +13,9 @@ use Test::More;
 our @EXPORT = qw(sign_up verify_from_mail signed_up_resident log_in
                  link_path mail_for);
 
-# sign_up($t, $browser, %fields): posts the sign-up form, returns the
-# response (303 to /signup/sent when accepted)
+# sign_up($t, $browser, %fields): posts the sign-up form (the address and
+# the name: the password is set from the mail's link), returns the response
+# (303 to /signup/sent when accepted)
 sub sign_up {
     my ($t, $b, %f) = @_;
     $b->get('/signup');
@@ -22,7 +23,6 @@ sub sign_up {
         name      => $f{name} // '葛城 太郎',
         name_kana => $f{name_kana} // 'カツラギ タロウ',
         email     => $f{email},
-        password  => $f{password} // 'correct horse battery',
     });
 }
 
@@ -45,12 +45,16 @@ sub link_path {
     return $link;
 }
 
+# verify_from_mail($t, $browser, $address, [$password]): follows the
+# verification mail's link (which moves its token into the session and
+# comes back without it) and sets the password there
 sub verify_from_mail {
-    my ($t, $b, $email) = @_;
+    my ($t, $b, $email, $password) = @_;
     my $m = mail_for($t, $email, qr/】メールアドレスの確認$/);
     my $path = link_path($m, qr{/verify\?t=}) or return undef;
     $b->get($path);
-    return $b->submit_form('/verify', {});
+    return $b->submit_form('/verify',
+                           { password => $password // 'correct horse battery' });
 }
 
 sub log_in {
@@ -67,7 +71,7 @@ sub signed_up_resident {
     my $b = $t->browser;
     my $r = sign_up($t, $b, %f);
     die "sign-up refused: $r->{status}\n" unless $r->{status} == 303;
-    $r = verify_from_mail($t, $b, $f{email});
+    $r = verify_from_mail($t, $b, $f{email}, $f{password});
     die "verification failed\n" unless $r && $r->{status} == 303;
     $r = log_in($t, $b, $f{email}, $f{password});
     die "login failed: $r->{status}\n" unless $r->{status} == 303;
