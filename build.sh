@@ -128,8 +128,8 @@ as_postgres() {
 }
 
 # pg_up DIR PORT: a cluster in DIR listening on 127.0.0.1:PORT and on a
-# socket in DIR, with the role "shinsei" and its database "shinsei"
-# migrated.  Made the first time, started every time.  DIR must be a
+# socket in DIR, with the roles of pg_roles and the database "shinsei"
+# migrated by its owner.  Made the first time, started every time.  DIR must be a
 # place the user postgres can reach.
 cmd_pg_up() {
     local dir=$1 port=$2
@@ -151,13 +151,43 @@ cmd_pg_up() {
             start >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
     fi
     local psql=(psql -X -q -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1)
-    if [ -z "$("${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'shinsei'")" ]; then
-        "${psql[@]}" -c "CREATE ROLE shinsei LOGIN"
+    pg_roles "${psql[@]}"
+    local owner
+    owner=$("${psql[@]}" -tAc "SELECT pg_get_userbyid(datdba) FROM pg_database
+                               WHERE datname = 'shinsei'")
+    if [ -z "$owner" ]; then
+        "${psql[@]}" -c "CREATE DATABASE shinsei OWNER shinsei_owner"
+    elif [ "$owner" = shinsei ]; then
+        # a database of before the owner role: its objects go to it
+        "${psql[@]}" -d shinsei -c "REASSIGN OWNED BY shinsei TO shinsei_owner"
+        log "the database shinsei now belongs to shinsei_owner"
     fi
-    if [ -z "$("${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'shinsei'")" ]; then
-        "${psql[@]}" -c "CREATE DATABASE shinsei OWNER shinsei"
-    fi
-    PGHOST=$dir PGPORT=$port PGUSER=shinsei PGDATABASE=shinsei cmd_migrate
+    PGHOST=$dir PGPORT=$port PGUSER=shinsei_owner PGDATABASE=shinsei cmd_migrate
+}
+
+# pg_roles PSQL...: the roles of the cluster (N-PRIV-1).  shinsei_owner
+# owns the database and runs the migrations; shinsei_runtime holds the
+# grants of sql/014 and later; the module logs in as shinsei, a member of
+# shinsei_runtime that owns nothing.
+pg_roles() {
+    "$@" <<'SQL'
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'shinsei_owner') THEN
+        CREATE ROLE shinsei_owner LOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'shinsei_runtime') THEN
+        CREATE ROLE shinsei_runtime NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'shinsei') THEN
+        CREATE ROLE shinsei LOGIN;
+    END IF;
+    IF NOT pg_has_role('shinsei', 'shinsei_runtime', 'MEMBER') THEN
+        GRANT shinsei_runtime TO shinsei;
+    END IF;
+END;
+$$;
+SQL
 }
 
 cmd_pg_down() {

@@ -149,7 +149,8 @@ is_deeply(\@seen, [0, 0, 0],
 # the LISTEN connection lost: notifications may be lost with it, so the
 # copy is not used while it is down and is emptied when it is back
 is($t->psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            . " WHERE query LIKE 'LISTEN %' AND datname = current_database()"),
+            . " WHERE query LIKE 'LISTEN %' AND datname = current_database()",
+            user => 'postgres'),
    1, 'the LISTEN connection is cut');
 $t->psql("UPDATE fee_items SET amount = 360 WHERE label = '住民票の写し'");
 like($t->get_until('/', qr{手数料 1通 360円})->{text},
@@ -172,7 +173,8 @@ $t->psql("UPDATE catalogue_docs SET doc = replace(doc::text, '住民票の写し
          . " '住民票の写し（未通知）')::json WHERE city = 'katsuragi'");
 unlike($t->get('/')->{text}, qr{未通知}, 'again unnotified, not seen');
 $t->psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-         . " WHERE query LIKE 'LISTEN %' AND datname = current_database()");
+         . " WHERE query LIKE 'LISTEN %' AND datname = current_database()",
+         user => 'postgres');
 ($kept, $back) = (0, time + 10);
 while (!$kept && time < $back) {
     sleep 0.2;

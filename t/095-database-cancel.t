@@ -33,7 +33,8 @@ sub lock_for {
         last if $t->psql("SELECT count(*) FROM pg_stat_activity"
                          . " WHERE datname = current_database()"
                          . " AND query LIKE '%pg_sleep($secs)%'"
-                         . " AND pid <> pg_backend_pid()") > 0;
+                         . " AND pid <> pg_backend_pid()",
+                         user => 'postgres') > 0;
         sleep 0.05;
     }
     return $pid;
@@ -45,7 +46,8 @@ sub lock_waiters {
     return $t->psql("SELECT count(*) FROM pg_stat_activity"
                     . " WHERE datname = current_database()"
                     . " AND application_name = 'ngx_shinsei'"
-                    . " AND wait_event_type = 'Lock'");
+                    . " AND wait_event_type = 'Lock'",
+                    user => 'postgres');
 }
 
 # until(CODE, timeout): polls CODE until true; the time it took, or undef
@@ -74,7 +76,8 @@ my $t = ShinseiTest->new(mail => 1, pool => 2, db_opts => 'query_timeout=1s');
 
 is($t->psql("SELECT count(*) FROM pg_stat_activity"
             . " WHERE datname = current_database()"
-            . " AND application_name = 'ngx_shinsei'") > 0, 1,
+            . " AND application_name = 'ngx_shinsei'",
+            user => 'postgres') > 0, 1,
    'the module\'s connections name themselves (application_name)');
 like($t->psql("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'"),
      qr/^\d+$/, 'psql sees settings (for the checks below)');

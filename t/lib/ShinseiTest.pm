@@ -119,7 +119,7 @@ sub setup_database {
 
     $self->psql_admin("DROP DATABASE IF EXISTS $self->{dbname}");
     $self->psql_admin("CREATE DATABASE $self->{dbname} "
-                      . "TEMPLATE shinsei OWNER shinsei");
+                      . "TEMPLATE shinsei OWNER shinsei_owner");
 }
 
 sub pg_up {
@@ -143,11 +143,13 @@ sub conninfo {
          . "dbname=$self->{dbname} user=shinsei";
 }
 
-# psql(SQL): runs as the application's role, returns the rows as
-# tab-separated lines (without a trailing newline)
+# psql(SQL, user => ROLE): runs as the owner of the database (the test
+# sets things up and looks at them as an operator would), or as ROLE
+# ("shinsei": the module's own); returns the rows as tab-separated lines
+# (without a trailing newline)
 sub psql {
     my ($self, $sql, %opt) = @_;
-    return $self->_psql($sql, $opt{user} || 'shinsei', $self->{dbname});
+    return $self->_psql($sql, $opt{user} || 'shinsei_owner', $self->{dbname});
 }
 
 sub psql_admin {
@@ -158,12 +160,21 @@ sub psql_admin {
 sub _psql {
     my ($self, $sql, $user, $db) = @_;
     my $out = "$self->{dir}/psql.out";
-    open(my $fh, '|-:encoding(UTF-8)', 'psql', '-X', '-q', '-tA', '-F', "\t",
-         '-v', 'ON_ERROR_STOP=1', '-h', $self->{pg_dir},
-         '-p', $self->{pg_port}, '-U', $user, '-d', $db, '-o', $out)
-        or die "psql: $!";
+    my $err = "$self->{dir}/psql.err";
+    # psql's messages go to a file: a failure's error is in what it dies
+    # with, a success's notices are passed on to STDERR
+    open(my $save, '>&', \*STDERR) or die "dup: $!";
+    open(STDERR, '>', $err) or die "$err: $!";
+    my $ok = open(my $fh, '|-:encoding(UTF-8)', 'psql', '-X', '-q', '-tA',
+                  '-F', "\t", '-v', 'ON_ERROR_STOP=1', '-h', $self->{pg_dir},
+                  '-p', $self->{pg_port}, '-U', $user, '-d', $db, '-o', $out);
+    open(STDERR, '>&', $save) or die "dup: $!";
+    $ok or die "psql: $!";
     print $fh $sql;
-    close $fh or die "psql failed on: $sql\n";
+    my $closed = close $fh;
+    my $said = $self->slurp($err);
+    die "psql failed on: $sql\n$said" unless $closed;
+    print STDERR $said if length $said;
     open(my $in, '<:encoding(UTF-8)', $out) or return '';
     local $/;
     my $text = <$in> // '';
