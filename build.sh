@@ -387,6 +387,10 @@ http {
             root $TOP/html;
             expires 1h;
         }
+        location = /favicon.ico {
+            root $TOP/html/static;
+            expires 1d;
+        }
     }
 }
 EOF

@@ -253,6 +253,9 @@ sub write_config {
         location /static/ {
             root $TOP/html;
         }
+        location = /favicon.ico {
+            root $TOP/html/static;
+        }
 $self->{server_extra}
     }
 EOF
