@@ -92,7 +92,7 @@ typedef struct {
 typedef struct {
     ngx_shinsei_db_conf_t      db;
     ngx_str_t                  templates_path;
-    ngx_shinsei_tmpl_set_t    *templates;
+    ngx_shinsei_tmpl_set_t    *templates;    /* made by init_main_conf */
     time_t                     session_idle;      /* the longest of all */
     time_t                     session_absolute;  /* apps, for the purge */
     ngx_shm_zone_t            *session_zone;

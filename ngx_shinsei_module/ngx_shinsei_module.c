@@ -282,6 +282,15 @@ ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf)
         smcf->smtp.attempts = 10;
     }
 
+    /* compiled here, once the whole http block is read */
+
+    if (smcf->templates_path.data) {
+        smcf->templates = ngx_shinsei_tmpl_load(cf, &smcf->templates_path);
+        if (smcf->templates == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     if (smcf->used) {
         smcf->thread_pool = ngx_thread_pool_add(cf,
                                                 smcf->thread_pool_name.len
@@ -487,7 +496,7 @@ ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (smcf->templates) {
+    if (smcf->templates_path.data) {
         return "is duplicate";
     }
 
@@ -502,11 +511,6 @@ ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
            && smcf->templates_path.data[smcf->templates_path.len - 1] == '/')
     {
         smcf->templates_path.len--;
-    }
-
-    smcf->templates = ngx_shinsei_tmpl_load(cf, &smcf->templates_path);
-    if (smcf->templates == NULL) {
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
