@@ -37,10 +37,10 @@ run_pg_dir() {
 
 PACKAGES=(
     build-essential nginx nginx-dev libpq-dev libcurl4-openssl-dev
-    libcjson-dev libxml2-dev libssl-dev libunistring-dev postgresql
-    postgresql-client
-    python3-aiosmtpd python3-cryptography perl libio-socket-ssl-perl wrk curl ca-certificates
-    procps iproute2 openssl
+    libcjson-dev libxml2-dev libssl-dev libunistring-dev zlib1g-dev
+    postgresql postgresql-client
+    python3-aiosmtpd python3-cryptography perl libio-socket-ssl-perl wrk
+    curl ca-certificates procps iproute2 openssl
 )
 
 log() { printf '%s\n' "build.sh: $*" >&2; }
@@ -111,6 +111,7 @@ cmd_build() {
         "-fsanitize=address,undefined -Wl,-z,nodelete"
     make -s -C "$BUILD/nginx-asan" -f objs/Makefile modules
     install_tokens
+    precompress_static
     log "built $BUILD/nginx/objs/ngx_shinsei_module.so"
     log "built $BUILD/nginx-asan/objs/ngx_shinsei_module.so (ASan+UBSan)"
 }
@@ -219,11 +220,15 @@ cmd_migrate() {
 
 # The Digital Agency design tokens (MIT), served from html/static/vendor.
 # site.css has a fallback for every token, so a failed download only
-# costs the exact colours.
+# costs the exact colours; the pages link the file all the same (nginx
+# -t refuses a template naming a missing one), so then it is a stub,
+# replaced by the next build that can fetch the tokens.
 TOKENS_VERSION=1.1.9
+TOKENS_STUB="shinsei: design tokens not fetched"
 install_tokens() {
     local dest="$TOP/html/static/vendor"
-    if [ -f "$dest/dads-tokens.css" ]; then
+    if [ -f "$dest/dads-tokens.css" ] \
+            && ! grep -qF "$TOKENS_STUB" "$dest/dads-tokens.css"; then
         return 0
     fi
     local tmp="$BUILD/tokens"
@@ -236,7 +241,26 @@ install_tokens() {
     else
         log "warning: could not fetch @digital-go-jp/design-tokens;" \
             "the site uses its fallback colours"
+        printf '/* %s: site.css uses its fallback colours */\n' \
+            "$TOKENS_STUB" >"$dest/dads-tokens.css"
     fi
+}
+
+# Each text file of html/static gets a compressed copy next to it
+# (site.css.gz), which nginx sends as it is (gzip_static) under the
+# hashed names.  Build output, not in git; -n leaves names and times out
+# of it, so the same file gives the same copy.  The module refuses to
+# start on a copy whose content is not its file's.
+precompress_static() {
+    local f
+    while IFS= read -r -d '' f; do
+        if [ ! -f "${f%.gz}" ]; then
+            rm -f "$f"          # its file is gone
+        fi
+    done < <(find "$TOP/html/static" -type f -name '*.gz' -print0)
+    find "$TOP/html/static" -type f \
+        \( -name '*.css' -o -name '*.js' -o -name '*.svg' \) \
+        -exec gzip -9 -n -k -f {} +
 }
 
 free_port() {
@@ -393,6 +417,7 @@ http {
     shinsei_db "host=$pgdir port=$pgport dbname=shinsei user=shinsei" pool=8;
     shinsei_session_cache 10m;
     shinsei_templates $TOP/html/templates;
+    shinsei_assets $TOP/html/static /static/;
     shinsei_data_keys $VAR/data.keys;
     shinsei_password_blocklist $TOP/conf/common-passwords.txt;
     shinsei_smtp smtp://127.0.0.1:$smtpport timeout=10s retry=5s;
@@ -428,9 +453,21 @@ http {
             internal;
             shinsei_app error;
         }
+        # the hashed names the pages link (conf/citizen-katsuragi.conf)
+        location ~ "^/static/(?<asset>.+)\\.[0-9a-f]{10}(?<ext>\\.[^./]+)\$" {
+            root $TOP/html;
+            try_files /static/\$asset\$ext =404;
+            gzip_static on;
+            gzip_vary on;
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }
         location /static/ {
             root $TOP/html;
             expires 1h;
+        }
+        location = /favicon.ico {
+            root $TOP/html/static;
+            expires 1d;
         }
     }
 }

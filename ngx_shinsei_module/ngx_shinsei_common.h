@@ -32,6 +32,7 @@
 
 
 typedef struct ngx_shinsei_tmpl_set_s   ngx_shinsei_tmpl_set_t;
+typedef struct ngx_shinsei_assets_s     ngx_shinsei_assets_t;
 typedef struct ngx_shinsei_route_s      ngx_shinsei_route_t;
 typedef struct ngx_shinsei_ctx_s        ngx_shinsei_ctx_t;
 typedef struct ngx_shinsei_app_s        ngx_shinsei_app_t;
@@ -95,7 +96,8 @@ typedef struct {
 typedef struct {
     ngx_shinsei_db_conf_t      db;
     ngx_str_t                  templates_path;
-    ngx_shinsei_tmpl_set_t    *templates;
+    ngx_shinsei_tmpl_set_t    *templates;    /* made by init_main_conf */
+    ngx_shinsei_assets_t      *assets;
     time_t                     session_idle;      /* the longest of all */
     time_t                     session_absolute;  /* apps, for the purge */
     ngx_shm_zone_t            *session_zone;

@@ -10,6 +10,7 @@
 
 #include "ngx_shinsei_common.h"
 #include "ngx_shinsei_app.h"
+#include "ngx_shinsei_assets.h"
 #include "ngx_shinsei_crypto.h"
 #include "ngx_shinsei_form.h"
 #include "ngx_shinsei_handler.h"
@@ -64,6 +65,13 @@ static ngx_command_t  ngx_shinsei_commands[] = {
     { ngx_string("shinsei_templates"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_shinsei_templates,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("shinsei_assets"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_shinsei_assets_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -247,6 +255,7 @@ ngx_shinsei_create_main_conf(ngx_conf_t *cf)
      *
      *     smcf->db.conninfo = { 0, NULL };
      *     smcf->templates = NULL;
+     *     smcf->assets = NULL;
      *     smcf->session_idle = 0;
      *     smcf->session_absolute = 0;
      *     smcf->session_zone = NULL;
@@ -309,6 +318,19 @@ ngx_shinsei_init_main_conf(ngx_conf_t *cf, void *conf)
         smcf->smtp.timeout = 10000;
         smcf->smtp.retry = 30000;
         smcf->smtp.attempts = 10;
+    }
+
+    /*
+     * compiled here, once the whole http block is read: {{@name}} in a
+     * template needs shinsei_assets, wherever that stands
+     */
+
+    if (smcf->templates_path.data) {
+        smcf->templates = ngx_shinsei_tmpl_load(cf, &smcf->templates_path,
+                                                smcf->assets);
+        if (smcf->templates == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (smcf->used) {
@@ -516,7 +538,7 @@ ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (smcf->templates) {
+    if (smcf->templates_path.data) {
         return "is duplicate";
     }
 
@@ -531,11 +553,6 @@ ngx_shinsei_templates(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
            && smcf->templates_path.data[smcf->templates_path.len - 1] == '/')
     {
         smcf->templates_path.len--;
-    }
-
-    smcf->templates = ngx_shinsei_tmpl_load(cf, &smcf->templates_path);
-    if (smcf->templates == NULL) {
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

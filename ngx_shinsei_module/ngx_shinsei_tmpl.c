@@ -10,10 +10,17 @@
  * Every value is HTML-escaped in .html templates.  The only unescaped
  * output is {{& name_html}}: the name must end in "_html", which the
  * module uses only for HTML it produced itself.
+ *
+ * One tag is not Mustache's: {{@css/site.css}} is the URL of a static
+ * file under the name that changes with its content
+ * (/static/css/site.<hash>.css, shinsei_assets, ngx_shinsei_assets.c).
+ * It is replaced by text when the template is compiled, so it costs
+ * nothing at rendering; an unknown file fails the load.
  */
 
 
 #include "ngx_shinsei_tmpl.h"
+#include "ngx_shinsei_assets.h"
 
 
 #define NGX_SHINSEI_TMPL_MAX_DEPTH     32
@@ -58,6 +65,7 @@ struct ngx_shinsei_tmpl_set_s {
     ngx_str_t                    dir;
     ngx_array_t                  files;      /* ngx_shinsei_tmpl_file_t */
     ngx_array_t                  templates;  /* ngx_shinsei_tmpl_t */
+    ngx_shinsei_assets_t        *assets;     /* NULL: no shinsei_assets */
 };
 
 
@@ -137,7 +145,8 @@ static ngx_int_t ngx_shinsei_tmpl_write_escaped(ngx_shinsei_tmpl_out_t *o,
 
 
 ngx_shinsei_tmpl_set_t *
-ngx_shinsei_tmpl_load(ngx_conf_t *cf, ngx_str_t *dir)
+ngx_shinsei_tmpl_load(ngx_conf_t *cf, ngx_str_t *dir,
+    ngx_shinsei_assets_t *assets)
 {
     ngx_uint_t                    i;
     ngx_tree_ctx_t                tree;
@@ -153,6 +162,7 @@ ngx_shinsei_tmpl_load(ngx_conf_t *cf, ngx_str_t *dir)
     }
 
     set->dir = *dir;
+    set->assets = assets;
 
     if (ngx_array_init(&set->files, cf->pool, 32,
                        sizeof(ngx_shinsei_tmpl_file_t))
@@ -413,7 +423,7 @@ ngx_shinsei_tmpl_compile(ngx_shinsei_tmpl_compiler_t *cmp,
 {
     u_char                    *pos;
     ngx_int_t                  rc;
-    ngx_str_t                  text, name;
+    ngx_str_t                  text, name, *url;
     ngx_uint_t                 i, n, sp;
     ngx_shinsei_tmpl_op_t     *op;
     ngx_shinsei_tmpl_tag_t     tag, opened[NGX_SHINSEI_TMPL_MAX_DEPTH];
@@ -530,6 +540,32 @@ ngx_shinsei_tmpl_compile(ngx_shinsei_tmpl_compiler_t *cmp,
 
             op = cmp->tmpl->ops.elts;
             op[index[sp]].jump = cmp->tmpl->ops.nelts;
+            break;
+
+        case '@':
+            if (cmp->set->assets == NULL) {
+                ngx_shinsei_tmpl_error(cmp, src, tag.start,
+                                       "the static file \"%V\" needs "
+                                       "\"shinsei_assets\" in the http "
+                                       "block", &tag.name);
+                return NGX_ERROR;
+            }
+
+            url = ngx_shinsei_assets_url(cmp->set->assets, &tag.name);
+            if (url == NULL) {
+                ngx_shinsei_tmpl_error(cmp, src, tag.start,
+                                       "no static file \"%V\" in the "
+                                       "shinsei_assets directory",
+                                       &tag.name);
+                return NGX_ERROR;
+            }
+
+            op = ngx_shinsei_tmpl_add_op(cmp, NGX_SHINSEI_TMPL_TEXT, NULL);
+            if (op == NULL) {
+                return NGX_ERROR;
+            }
+
+            op->text = *url;
             break;
 
         case '>':
@@ -677,7 +713,7 @@ ngx_shinsei_tmpl_scan(ngx_shinsei_tmpl_compiler_t *cmp,
     switch (*p) {
 
     case '#': case '^': case '/': case '>': case '!': case '$': case '<':
-    case '&': case '=':
+    case '&': case '=': case '@':
         tag->sigil = *p++;
         break;
 
@@ -725,7 +761,7 @@ ngx_shinsei_tmpl_scan(ngx_shinsei_tmpl_compiler_t *cmp,
     text->len = tag->start - start;
     *pos = le;
 
-    if (tag->sigil == 'v' || tag->sigil == '&') {
+    if (tag->sigil == 'v' || tag->sigil == '&' || tag->sigil == '@') {
         return NGX_OK;
     }
 

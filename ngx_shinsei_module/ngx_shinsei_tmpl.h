@@ -15,7 +15,7 @@ typedef struct ngx_shinsei_tmpl_s  ngx_shinsei_tmpl_t;
 
 
 ngx_shinsei_tmpl_set_t *ngx_shinsei_tmpl_load(ngx_conf_t *cf,
-    ngx_str_t *dir);
+    ngx_str_t *dir, ngx_shinsei_assets_t *assets);
 ngx_shinsei_tmpl_t *ngx_shinsei_tmpl_find(ngx_shinsei_tmpl_set_t *set,
     ngx_str_t *name);
 ngx_int_t ngx_shinsei_tmpl_render(ngx_shinsei_tmpl_t *t, cJSON *data,

@@ -14,6 +14,7 @@ my $d = $t->{dir};
 
 my $mail = "shinsei_data_keys $d/data.keys;\n"
          . "shinsei_smtp smtp://127.0.0.1:25;\n";
+my $assets = "shinsei_assets $top/html/static /static/;\n";
 my $site = "shinsei_site_url https://example.jp; "
          . "shinsei_mail_from noreply\@example.jp;";
 
@@ -22,6 +23,7 @@ sub conf {
     my $http = $o{http} // qq{shinsei_db "host=/tmp dbname=x";\n}
                          . "shinsei_templates $top/html/templates;";
     $http = "$mail$http" unless $o{no_mail};
+    $http = "$assets$http";
     my $server = ($o{server} // 'shinsei_tenant katsuragi;')
                . ($o{no_site} ? '' : $site);
     my $location = $o{location} // 'shinsei_app citizen;';

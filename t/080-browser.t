@@ -23,46 +23,20 @@ use Test::More;
 use JSON::PP;
 use ShinseiTest;
 use ShinseiTest::Flows;
+use ShinseiTest::BrowserTools qw(missing_tools $INSTALL);
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)')
     for qw(output failure_output todo_output);
 
 my $dir = "$FindBin::Bin/browser";
-my $chromium = $ENV{SHINSEI_CHROMIUM} || '/usr/bin/chromium';
-my $install = 't/browser/install.sh (as root; ./build.sh build runs it)';
 
 # --- what the browser tests need ----------------------------------------
 
-my @missing;
-my $node = `node --version 2>/dev/null` // '';
-if ($node !~ /^v(\d+)\./) {
-    push @missing, 'node is not installed (apt-get install nodejs npm)';
-} elsif ($1 < 20) {
-    chomp $node;
-    push @missing, "node $node is too old; playwright-core needs 20 or later";
-}
-push @missing, "$chromium is missing" unless -x $chromium;
-
-# node_modules must hold exactly what package-lock.json pins
-my $lock = eval { read_json("$dir/package-lock.json") };
-if (!$lock) {
-    push @missing, "cannot read t/browser/package-lock.json: $@";
-} else {
-    for my $key (sort grep { m{^node_modules/} } keys %{ $lock->{packages} }) {
-        my $want = $lock->{packages}{$key}{version};
-        my $have = eval { read_json("$dir/$key/package.json")->{version} };
-        if (!defined $have) {
-            push @missing, "t/browser/$key is not installed";
-        } elsif ($have ne $want) {
-            push @missing, "t/browser/$key is $have, package-lock.json pins $want";
-        }
-    }
-}
-
+my @missing = missing_tools($dir);
 if (@missing) {
     fail('the browser tests can run');
     diag("$_") for @missing;
-    diag("run $install");
+    diag("run $INSTALL");
     done_testing;
     exit;
 }
@@ -157,11 +131,3 @@ ok($done && $status == 0 && $tests > 0, 'the browser checks ran to the end')
 
 $t->done;
 done_testing;
-
-
-sub read_json {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or die "$file: $!\n";
-    local $/;
-    return JSON::PP->new->utf8->decode(<$fh>);
-}

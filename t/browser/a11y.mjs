@@ -348,8 +348,17 @@ async function checkPage(browser, entry, width) {
                 }
             }
         });
-        page.on('requestfailed', (req) => problems.push(
-            `${req.method()} ${req.url()} failed: ${req.failure()?.errorText}`));
+        // Chromium fetches the tab's icon (<link rel="icon">) itself, late,
+        // and cancels the fetch when the page goes on to the next one (a
+        // step's click or goto) or the icon is no longer wanted: no fault
+        // of the page.  An icon that is not there still answers 404 above.
+        page.on('requestfailed', (req) => {
+            const error = req.failure()?.errorText;
+            if (error === 'net::ERR_ABORTED' && req.resourceType() === 'other') {
+                return;
+            }
+            problems.push(`${req.method()} ${req.url()} failed: ${error}`);
+        });
         page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
         page.on('console', (m) => {
             if (m.type() !== 'error') return;

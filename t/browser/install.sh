@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the browser tests (t/080-browser.t) need, and nothing
-# when it is all there already:
+# Installs what the browser tests (t/080-browser.t, t/085-lighthouse.t)
+# need, and nothing when it is all there already:
 #   - Debian's chromium (the browser Playwright drives; Playwright never
 #     downloads one of its own here) and fonts-noto-cjk (Noto Sans CJK JP,
 #     the font family the Digital Agency tokens ask for, so Japanese text

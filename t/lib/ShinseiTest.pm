@@ -236,6 +236,8 @@ sub write_config {
 
     my $user = $> == 0 ? "user root root;" : '';
     my $db = $self->conninfo;
+    # static_root => DIR: its static/ instead of html/static
+    my $static = $self->{static_root} // "$TOP/html";
     my $scheme = $self->{tls} ? 'https' : 'http';
     my $tls = '';
     if ($self->{tls}) {
@@ -261,8 +263,20 @@ sub write_config {
             internal;
             shinsei_app error;
         }
+        # as conf/citizen-katsuragi.conf: the hashed names, a year
+        location ~ "^/static/(?<asset>.+)\\.[0-9a-f]{10}(?<ext>\\.[^./]+)\$" {
+            root $static;
+            try_files /static/\$asset\$ext =404;
+            gzip_static on;
+            gzip_vary on;
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }
         location /static/ {
-            root $TOP/html;
+            root $static;
+            expires 1h;
+        }
+        location = /favicon.ico {
+            root $static/static;
         }
 $self->{server_extra}
     }
@@ -303,6 +317,7 @@ http {
     client_header_timeout 10s;
     shinsei_db "$db" pool=$self->{pool} $self->{db_opts};
     shinsei_templates $TOP/html/templates;
+    shinsei_assets $static/static /static/;
     shinsei_data_keys $d/data.keys;
     shinsei_password_blocklist $TOP/conf/common-passwords.txt;
     shinsei_password_kdf $self->{kdf};
