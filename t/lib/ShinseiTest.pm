@@ -40,6 +40,7 @@ use ShinseiTest::Browser;
 our @EXPORT_OK = qw(free_port);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
+our $INSTANCES = 0;
 
 sub new {
     my ($class, %opt) = @_;
@@ -115,7 +116,8 @@ sub setup_database {
 
     (my $name = $0) =~ s{.*/}{};
     $name =~ s/\W/_/g;
-    $self->{dbname} = lc "t_${name}_$$";
+    # a test may run two instances at once: each its own database
+    $self->{dbname} = lc "t_${name}_$$" . ($INSTANCES++ ? "_$INSTANCES" : '');
 
     $self->psql_admin("DROP DATABASE IF EXISTS $self->{dbname}");
     $self->psql_admin("CREATE DATABASE $self->{dbname} "
