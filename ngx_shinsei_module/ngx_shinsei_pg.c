@@ -107,6 +107,7 @@ static void ngx_shinsei_pg_backoff(void);
 static void ngx_shinsei_pg_fail_waiting(void);
 static void ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
     ngx_shinsei_pg_status_e status);
+static void ngx_shinsei_pg_unqueue(ngx_shinsei_pg_query_t *q);
 static void ngx_shinsei_pg_wait_handler(ngx_event_t *ev);
 static void ngx_shinsei_pg_notice(void *arg, const PGresult *res);
 
@@ -202,15 +203,7 @@ ngx_shinsei_pg_cancel(ngx_shinsei_pg_query_t *q)
 {
     ngx_shinsei_pg_conn_t  *pc;
 
-    if (q->waiting) {
-        ngx_queue_remove(&q->queue);
-        q->waiting = 0;
-        ngx_shinsei_pg_pool->stats.waiting--;
-    }
-
-    if (q->event.timer_set) {
-        ngx_del_timer(&q->event);
-    }
+    ngx_shinsei_pg_unqueue(q);
 
     if (q->event.posted) {
         ngx_delete_posted_event(&q->event);
@@ -1115,7 +1108,6 @@ ngx_shinsei_pg_cancelled(ngx_shinsei_pg_query_t *q)
 static void
 ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
 {
-    ngx_queue_t             *head;
     ngx_shinsei_pg_pool_t   *pool;
     ngx_shinsei_pg_query_t  *q;
 
@@ -1156,17 +1148,10 @@ ngx_shinsei_pg_release(ngx_shinsei_pg_conn_t *pc)
     }
 
     if (!ngx_queue_empty(&pool->waiting)) {
-        head = ngx_queue_head(&pool->waiting);
-        q = ngx_queue_data(head, ngx_shinsei_pg_query_t, queue);
+        q = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                           ngx_shinsei_pg_query_t, queue);
 
-        ngx_queue_remove(head);
-        q->waiting = 0;
-        pool->stats.waiting--;
-
-        if (q->event.timer_set) {
-            ngx_del_timer(&q->event);
-        }
-
+        ngx_shinsei_pg_unqueue(q);
         ngx_shinsei_pg_start(pc, q);
         return;
     }
@@ -1203,14 +1188,7 @@ ngx_shinsei_pg_release_spare(ngx_shinsei_pg_conn_t *pc)
             continue;
         }
 
-        ngx_queue_remove(qq);
-        q->waiting = 0;
-        pool->stats.waiting--;
-
-        if (q->event.timer_set) {
-            ngx_del_timer(&q->event);
-        }
-
+        ngx_shinsei_pg_unqueue(q);
         ngx_shinsei_pg_start(pc, q);
         return;
     }
@@ -1289,7 +1267,6 @@ static void
 ngx_shinsei_pg_fail_waiting(void)
 {
     ngx_uint_t               i;
-    ngx_queue_t             *head;
     ngx_shinsei_pg_pool_t   *pool;
     ngx_shinsei_pg_query_t  *q;
 
@@ -1304,17 +1281,10 @@ ngx_shinsei_pg_fail_waiting(void)
     }
 
     while (!ngx_queue_empty(&pool->waiting)) {
-        head = ngx_queue_head(&pool->waiting);
-        q = ngx_queue_data(head, ngx_shinsei_pg_query_t, queue);
+        q = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                           ngx_shinsei_pg_query_t, queue);
 
-        ngx_queue_remove(head);
-        q->waiting = 0;
-        pool->stats.waiting--;
-
-        if (q->event.timer_set) {
-            ngx_del_timer(&q->event);
-        }
-
+        ngx_shinsei_pg_unqueue(q);
         ngx_shinsei_pg_post_done(q, NGX_SHINSEI_PG_UNAVAILABLE);
     }
 }
@@ -1333,6 +1303,23 @@ ngx_shinsei_pg_post_done(ngx_shinsei_pg_query_t *q,
 }
 
 
+/* a query leaves the pool's queue: for a connection, or for good */
+
+static void
+ngx_shinsei_pg_unqueue(ngx_shinsei_pg_query_t *q)
+{
+    if (q->waiting) {
+        ngx_queue_remove(&q->queue);
+        q->waiting = 0;
+        ngx_shinsei_pg_pool->stats.waiting--;
+    }
+
+    if (q->event.timer_set) {
+        ngx_del_timer(&q->event);
+    }
+}
+
+
 static void
 ngx_shinsei_pg_wait_handler(ngx_event_t *ev)
 {
@@ -1343,11 +1330,7 @@ ngx_shinsei_pg_wait_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (q->waiting) {
-            ngx_queue_remove(&q->queue);
-            q->waiting = 0;
-            ngx_shinsei_pg_pool->stats.waiting--;
-        }
+        ngx_shinsei_pg_unqueue(q);
 
         ngx_log_error(NGX_LOG_ERR, q->log, 0,
                       ngx_shinsei_log_prefix "no database connection "
